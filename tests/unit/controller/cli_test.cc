@@ -1,0 +1,185 @@
+#include "controller/cli.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace vmlet::controller {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+namespace fs = std::filesystem;
+
+const std::string kExamples = std::string(VMLET_SOURCE_DIR) + "/manifests/examples";
+
+struct CliResult {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+CliResult RunVmlet(std::vector<std::string> args) {
+  args.insert(args.begin(), "vmlet");
+  std::vector<const char*> argv;
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  int code = RunCli(static_cast<int>(argv.size()), argv.data(), out, err);
+  return {code, out.str(), err.str()};
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/vmlet-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& content) {
+    std::string path = dir_ + "/" + name;
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path) << content;
+    return path;
+  }
+
+  std::string dir_;
+};
+
+constexpr const char* kValid = R"(apiVersion: vmlet.dev/v1alpha1
+kind: VirtualMachine
+metadata:
+  name: web-1
+  namespace: prod
+spec:
+  kernel: /images/vmlinuz
+)";
+
+TEST_F(CliTest, VersionSubcommandAndFlagPrintTheVersion) {
+  CliResult sub = RunVmlet({"version"});
+  EXPECT_EQ(sub.code, 0);
+  EXPECT_EQ(sub.out, std::string("vmlet ") + VMLET_VERSION + "\n");
+  CliResult flag = RunVmlet({"--version"});
+  EXPECT_EQ(flag.code, 0);
+  EXPECT_EQ(flag.out, sub.out);
+}
+
+TEST_F(CliTest, ShippedExamplesAreAllValid) {
+  CliResult r = RunVmlet({"validate", kExamples});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_THAT(r.out, HasSubstr("ok demo/edge-proxy "));
+  EXPECT_THAT(r.out, HasSubstr("ok ci/builder-3 "));
+  EXPECT_THAT(r.out, HasSubstr(", 0 errors\n"));
+}
+
+TEST_F(CliTest, InvalidManifestExitsOneAndPrintsFileLineColumnFieldReason) {
+  std::string path = Write("bad.yaml", std::string(kValid) + "  cpus: 0\n");
+  CliResult r = RunVmlet({"validate", path});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, path + ":8:9: spec.cpus: cpus must be at least 1\n");
+  EXPECT_THAT(r.out, HasSubstr("0 valid VirtualMachines, 1 error\n"));
+}
+
+TEST_F(CliTest, EveryErrorIsPrintedOnItsOwnLine) {
+  Write("a.yaml", std::string(kValid) + "  cpus: \"2\"\n  memoryMb: 0\n");
+  Write("sub/b.yaml", "kind: VirtualMachine\n");
+  Write("c.json", "{\"apiVersion\": 1,}");
+  CliResult r = RunVmlet({"validate", dir_});
+  EXPECT_EQ(r.code, 1);
+  std::vector<std::string> lines = Lines(r.err);
+  ASSERT_EQ(lines.size(), 6u) << r.err;
+  EXPECT_EQ(lines[0], dir_ + "/a.yaml:8:9: spec.cpus: must be an integer, got string \"2\"");
+  EXPECT_EQ(lines[1], dir_ + "/a.yaml:9:13: spec.memoryMb: memoryMb must be at least 1");
+  EXPECT_THAT(lines[2], StartsWith(dir_ + "/c.json:1:18: -: invalid JSON: syntax error"));
+  EXPECT_EQ(lines[3], dir_ + "/sub/b.yaml:1:1: apiVersion: required field is missing");
+  EXPECT_EQ(lines[4], dir_ + "/sub/b.yaml:1:1: metadata: required field is missing");
+  EXPECT_EQ(lines[5], dir_ + "/sub/b.yaml:1:1: spec: required field is missing");
+}
+
+TEST_F(CliTest, SameVmInTwoFilesIsAnErrorNamingBothPlaces) {
+  std::string a = Write("a.yaml", kValid);
+  std::string b = Write("b.yaml", std::string("# copy\n") + kValid);
+  CliResult r = RunVmlet({"validate", dir_});
+  EXPECT_EQ(r.code, 1);
+  std::vector<std::string> lines = Lines(r.err);
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_THAT(lines[0], StartsWith(a +
+                                   ":1:1: metadata.name: VirtualMachine prod/web-1 is also "
+                                   "defined at " +
+                                   b + ":2:1"));
+  EXPECT_THAT(lines[1], StartsWith(b +
+                                   ":2:1: metadata.name: VirtualMachine prod/web-1 is also "
+                                   "defined at " +
+                                   a + ":1:1"));
+}
+
+TEST_F(CliTest, MissingPathIsAnError) {
+  CliResult r = RunVmlet({"validate", dir_ + "/nope"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err,
+              StartsWith(dir_ + "/nope:0:0: -: cannot read " + dir_ + "/nope: No such file"));
+}
+
+TEST_F(CliTest, ImageRootConfinesEveryPathField) {
+  fs::create_directories(dir_ + "/images");
+  std::string inside =
+      Write("in.yaml", std::string(kValid).replace(std::string(kValid).find("/images/vmlinuz"), 15,
+                                                   dir_ + "/images/vmlinuz"));
+  CliResult ok = RunVmlet({"validate", "--image-root", dir_ + "/images", inside});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+
+  std::string outside = Write("out.yaml", kValid);
+  CliResult bad =
+      RunVmlet({"validate", "--image-root", dir_ + "/images", "--image-root", "/srv/x", outside});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_EQ(bad.err, outside +
+                         ":7:11: spec.kernel: resolves to \"/images/vmlinuz\", outside every "
+                         "--image-root (" +
+                         dir_ + "/images, /srv/x)\n");
+}
+
+TEST_F(CliTest, DefaultDriverIsChecked) {
+  std::string path = Write("a.yaml", kValid);
+  EXPECT_EQ(RunVmlet({"validate", "--default-driver", "fake", path}).code, 0);
+  CliResult r = RunVmlet({"validate", "--default-driver", "kvm", path});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("unknown driver"));
+}
+
+TEST_F(CliTest, UsageErrorsExitTwo) {
+  EXPECT_EQ(RunVmlet({}).code, 2);
+  EXPECT_EQ(RunVmlet({"validate"}).code, 2);
+  EXPECT_EQ(RunVmlet({"frobnicate"}).code, 2);
+}
+
+TEST_F(CliTest, TheBinaryExitsOneOnAnInvalidManifest) {
+  std::string path = Write("bad.yaml", "apiVersion: vmlet.dev/v1alpha1\n");
+  std::string command = std::string(VMLET_BINARY) + " validate " + path + " >/dev/null 2>&1";
+  int status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  command = std::string(VMLET_BINARY) + " validate " + kExamples + " >/dev/null 2>&1";
+  status = std::system(command.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace vmlet::controller
