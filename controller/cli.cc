@@ -26,7 +26,35 @@ int Validate(const std::vector<std::string>& paths, const manifests::ParseOption
 
 }  // namespace
 
-int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  struct Unit {
+    std::string_view suffix;
+    double ms;
+  };
+  static constexpr Unit kUnits[] = {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}};
+  double scale = 1000;
+  for (const Unit& unit : kUnits) {
+    if (text.size() > unit.suffix.size() && text.ends_with(unit.suffix)) {
+      // "ms" before "s" and "m": the longest suffix that fits wins.
+      scale = unit.ms;
+      text.remove_suffix(unit.suffix.size());
+      break;
+    }
+  }
+  if (text.empty()) return std::nullopt;
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(std::string(text), &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (used != text.size() || !(value >= 0) || value * scale > 1e15) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(value * scale + 0.5));
+}
+
+int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+           const RunDaemon& run_daemon) {
   CLI::App app{"vmlet: keeps the VMs on this host equal to the manifests in a directory"};
   app.require_subcommand(1);
   bool show_version = false;
@@ -52,6 +80,50 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                                           : "unknown driver (known: qemu, cloud-hypervisor, fake)";
       });
 
+  CLI::App* run =
+      app.add_subcommand("run", "Watch a manifest directory and keep this host's VMs equal to it");
+  RunOptions run_options;
+  std::string resync = "60s", fake_boot_delay = "500ms", fake_shutdown_delay = "100ms";
+  run->add_option("--manifests", run_options.manifests_dir, "The manifest directory to watch")
+      ->required();
+  run->add_option("--state-dir", run_options.state_dir,
+                  "Where vmlet keeps its records, status and the VMs' files")
+      ->capture_default_str();
+  run->add_option("--driver", run_options.default_driver,
+                  "The driver of manifests that name none (spec.driver overrides)")
+      ->capture_default_str()
+      ->check([](const std::string& driver) {
+        return api::IsKnownDriver(driver) ? std::string()
+                                          : "unknown driver (known: qemu, cloud-hypervisor, fake)";
+      });
+  run->add_option("--image-root", run_options.image_roots,
+                  "Every path field must resolve inside one of these directories (repeatable)");
+  run->add_option("--node-name", run_options.node_name,
+                  "This node's name; manifests with another spec.nodeName are not run here "
+                  "(default: the host name)");
+  run->add_option("--workers", run_options.workers, "Reconcile workers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  auto duration = [](const std::string& text) {
+    return ParseDuration(text) ? std::string() : "not a duration (e.g. 60s, 500ms, 2m)";
+  };
+  run->add_option("--resync", resync, "How often every VM is looked at, whatever happens")
+      ->capture_default_str()
+      ->check(duration);
+  run->add_option("--log-level", run_options.log_level, "trace, debug, info, warn, error")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  run->add_option("--fake-boot-delay", fake_boot_delay,
+                  "fake driver: how long its guests take to become Ready")
+      ->capture_default_str()
+      ->check(duration)
+      ->group("Fake driver");
+  run->add_option("--fake-shutdown-delay", fake_shutdown_delay,
+                  "fake driver: how long its guests take to power off")
+      ->capture_default_str()
+      ->check(duration)
+      ->group("Fake driver");
+
   // "--version" alone satisfies the parser without a subcommand.
   app.preparse_callback([&](size_t) {
     for (int i = 1; i < argc; ++i) {
@@ -69,6 +141,16 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     return 0;
   }
   if (validate->parsed()) return Validate(paths, options, out, err);
+  if (run->parsed()) {
+    if (!run_daemon) {
+      err << "vmlet run: this binary cannot run the daemon\n";
+      return 2;
+    }
+    run_options.resync = *ParseDuration(resync);
+    run_options.fake_boot_delay = *ParseDuration(fake_boot_delay);
+    run_options.fake_shutdown_delay = *ParseDuration(fake_shutdown_delay);
+    return run_daemon(run_options);
+  }
   return 2;
 }
 

@@ -1,8 +1,37 @@
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <optional>
 #include <ostream>
+#include <string>
+#include <string_view>
+#include <vector>
 
 namespace vmlet::controller {
+
+// `vmlet run`'s settings, as parsed from its flags.
+struct RunOptions {
+  std::string manifests_dir;
+  std::string state_dir = "/var/lib/vmlet";
+  std::string default_driver = "qemu";
+  std::vector<std::string> image_roots;
+  std::string node_name;  // default: the host name
+  int workers = 4;
+  std::chrono::milliseconds resync = std::chrono::seconds(60);
+  std::string log_level = "info";
+  // The fake driver's simulated guest (for tests and benchmarks).
+  std::chrono::milliseconds fake_boot_delay = std::chrono::milliseconds(500);
+  std::chrono::milliseconds fake_shutdown_delay = std::chrono::milliseconds(100);
+};
+
+// Runs the daemon until SIGTERM/SIGINT; returns the exit code. main.cc
+// provides it (it is the one place that wires real implementations).
+using RunDaemon = std::function<int(const RunOptions&)>;
+
+// "90s", "500ms", "2m", "1h", "1.5s" (a bare number is seconds). Nothing
+// for anything else, or a negative duration.
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 
 // vmlet's command line (CLI11):
 //   vmlet validate [--image-root DIR]... [--default-driver NAME] PATH...
@@ -11,9 +40,14 @@ namespace vmlet::controller {
 //       line per error, "FILE:LINE:COL: FIELD: REASON", on `err`, and one
 //       line per valid VM on `out`. Exit 0 when everything is valid, 1
 //       otherwise.
+//   vmlet run --manifests DIR [--state-dir DIR] [--driver NAME] [--image-root DIR]...
+//             [--node-name NAME] [--workers N] [--resync DURATION]
+//       Parses the flags into RunOptions and calls `run`.
 //   vmlet version (or --version)
 //       Prints "vmlet <version>".
-// Returns the process exit code: 0 success, 1 invalid manifests, 2 usage error.
-int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+// Returns the process exit code: 0 success, 1 invalid manifests, 2 usage
+// error, or what `run` returns.
+int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+           const RunDaemon& run = nullptr);
 
 }  // namespace vmlet::controller

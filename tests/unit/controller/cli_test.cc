@@ -183,3 +183,80 @@ TEST_F(CliTest, TheBinaryExitsOneOnAnInvalidManifest) {
 
 }  // namespace
 }  // namespace vmlet::controller
+
+namespace vmlet::controller {
+namespace {
+
+TEST(ParseDurationTest, ReadsEveryUnitAndBareSeconds) {
+  EXPECT_EQ(ParseDuration("500ms"), std::chrono::milliseconds(500));
+  EXPECT_EQ(ParseDuration("90s"), std::chrono::milliseconds(90'000));
+  EXPECT_EQ(ParseDuration("2m"), std::chrono::milliseconds(120'000));
+  EXPECT_EQ(ParseDuration("1h"), std::chrono::milliseconds(3'600'000));
+  EXPECT_EQ(ParseDuration("1.5s"), std::chrono::milliseconds(1500));
+  EXPECT_EQ(ParseDuration("60"), std::chrono::milliseconds(60'000));
+  EXPECT_EQ(ParseDuration("0"), std::chrono::milliseconds(0));
+}
+
+TEST(ParseDurationTest, RejectsGarbageAndNegatives) {
+  for (const char* bad : {"", "s", "ms", "-1s", "1x", "1 s", "abc", "1e30h", "nan", "1s2"}) {
+    EXPECT_EQ(ParseDuration(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(RunFlagsTest, RunParsesEveryFlagIntoRunOptions) {
+  std::optional<RunOptions> seen;
+  RunDaemon daemon = [&](const RunOptions& o) {
+    seen = o;
+    return 7;
+  };
+  std::vector<const char*> argv = {"vmlet",        "run",    "--manifests",       "/m",
+                                   "--state-dir",  "/s",     "--driver",          "fake",
+                                   "--image-root", "/a",     "--image-root",      "/b",
+                                   "--node-name",  "host-a", "--workers",         "8",
+                                   "--resync",     "2m",     "--fake-boot-delay", "3s",
+                                   "--log-level",  "debug"};
+  std::ostringstream out, err;
+  EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, daemon), 7) << err.str();
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->manifests_dir, "/m");
+  EXPECT_EQ(seen->state_dir, "/s");
+  EXPECT_EQ(seen->default_driver, "fake");
+  EXPECT_EQ(seen->image_roots, (std::vector<std::string>{"/a", "/b"}));
+  EXPECT_EQ(seen->node_name, "host-a");
+  EXPECT_EQ(seen->workers, 8);
+  EXPECT_EQ(seen->resync, std::chrono::minutes(2));
+  EXPECT_EQ(seen->fake_boot_delay, std::chrono::seconds(3));
+  EXPECT_EQ(seen->log_level, "debug");
+}
+
+TEST(RunFlagsTest, RunDefaultsMatchTheDesign) {
+  std::optional<RunOptions> seen;
+  RunDaemon daemon = [&](const RunOptions& o) {
+    seen = o;
+    return 0;
+  };
+  std::vector<const char*> argv = {"vmlet", "run", "--manifests", "/m"};
+  std::ostringstream out, err;
+  EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, daemon), 0);
+  ASSERT_TRUE(seen.has_value());
+  EXPECT_EQ(seen->state_dir, "/var/lib/vmlet");
+  EXPECT_EQ(seen->default_driver, "qemu");
+  EXPECT_EQ(seen->workers, 4);
+  EXPECT_EQ(seen->resync, std::chrono::seconds(60));
+}
+
+TEST(RunFlagsTest, BadRunFlagsAreUsageErrors) {
+  RunDaemon daemon = [](const RunOptions&) { return 0; };
+  for (std::vector<const char*> argv : std::vector<std::vector<const char*>>{
+           {"vmlet", "run"},
+           {"vmlet", "run", "--manifests", "/m", "--driver", "kvm"},
+           {"vmlet", "run", "--manifests", "/m", "--resync", "soon"},
+           {"vmlet", "run", "--manifests", "/m", "--workers", "0"}}) {
+    std::ostringstream out, err;
+    EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, daemon), 2)
+        << argv.back();
+  }
+}
+
+}  // namespace
+}  // namespace vmlet::controller

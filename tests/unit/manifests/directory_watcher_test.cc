@@ -351,7 +351,7 @@ TEST_F(DirectoryWatcherTest, ListenerIsCalledOnlyWhenSomethingChanged) {
   WriteFile(root_ + "/notes.tmp", "scratch");
   WriteFile(root_ + "/.web.yaml.swp", "swap");
   ReplaceFile(root_ + "/web.yaml", Vm("web-1", 2));  // same content, new inode
-  WriteFile(root_ + "/db.yaml", Vm("db-1"));
+  ReplaceFile(root_ + "/db.yaml", Vm("db-1"));       // atomic: no half-written file to see
   const auto added = Await([](const SourceUpdate& u) { return !u.diff.added.empty(); });
   ASSERT_TRUE(added) << "no update within the deadline";
   EXPECT_THAT(added->diff.added, ElementsAre(Key("db-1")));

@@ -1,0 +1,96 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/clock.h"
+#include "api/status.h"
+#include "controller/desired_cache.h"
+#include "controller/reconciler.h"
+#include "controller/state_store.h"
+#include "controller/work_queue.h"
+#include "manifests/directory_source.h"
+#include "manifests/directory_watcher.h"
+
+namespace vmlet::controller {
+
+// Runs the controller: the manifest watcher feeds the desired cache, changed
+// keys go into the work queue, N workers reconcile them, and a periodic
+// resync enqueues every known VM as the safety net (DESIGN §4).
+//
+// Start order: state directory, then every VM that has a record (so VMMs
+// that outlived a vmlet restart are re-adopted, never booted twice), then
+// the manifest watcher (the first full scan), then identity exit watchers,
+// workers and resync. Stop() reverses it and leaves every VMM running.
+//
+// Thread-safe: Start() and Stop() from one thread; the rest from any.
+class Manager {
+ public:
+  struct Options {
+    std::string manifests_dir;
+    manifests::ParseOptions parse;  // default driver and image roots
+    std::string node_name;
+    int workers = 4;
+    std::chrono::nanoseconds resync = std::chrono::seconds(60);
+    manifests::DirectoryWatcher::Options watcher;
+    Reconciler::Options reconciler;
+  };
+
+  // `drivers` maps driver names to the driver and its identity checker;
+  // `hooks` feed metrics. The clock, store and drivers outlive the manager.
+  Manager(Options options, api::Clock& clock, StateStore& store,
+          std::map<std::string, DriverSlot> drivers, ReconcilerHooks hooks,
+          WorkQueueMetrics queue_metrics = {});
+  ~Manager();
+
+  api::Status Start();
+  // Stops watching and reconciling; waits for workers to finish their current
+  // pass. VMMs keep running.
+  void Stop();
+
+  // True once the first full scan of the manifest directory was applied.
+  bool synced() const { return desired_.synced(); }
+  const DesiredCache& desired() const { return desired_; }
+  Reconciler& reconciler() { return *reconciler_; }
+  WorkQueue& queue() { return queue_; }
+  // Reconcile passes completed (successful or not), for tests and benchmarks.
+  uint64_t passes() const { return passes_.load(); }
+  // Called after every reconcile pass, on the worker's thread (optional).
+  void SetPassObserver(std::function<void(const api::VmKey&, const api::Status&)> observer) {
+    pass_observer_ = std::move(observer);
+  }
+
+ private:
+  void OnSourceUpdate(const manifests::SourceUpdate& update);
+  void Work();
+  void Resync();
+  void EnqueueAll();
+
+  const Options options_;
+  api::Clock& clock_;
+  StateStore& store_;
+  std::map<std::string, DriverSlot> drivers_;
+  DesiredCache desired_;
+  WorkQueue queue_;
+  std::unique_ptr<Reconciler> reconciler_;
+  manifests::ManifestDirectory directory_;
+  std::unique_ptr<manifests::DirectoryWatcher> watcher_;
+  std::vector<std::thread> workers_;
+  std::thread resync_;
+  std::atomic<uint64_t> passes_{0};
+  std::function<void(const api::VmKey&, const api::Status&)> pass_observer_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                                         // guarded by mu_
+  std::map<std::string, manifests::ManifestError> known_errors_;  // guarded by mu_ (by ToString)
+};
+
+}  // namespace vmlet::controller

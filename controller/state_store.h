@@ -1,0 +1,244 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "api/clock.h"
+#include "api/status.h"
+#include "api/vm_key.h"
+#include "drivers/vmm_handle.h"
+
+namespace vmlet::controller {
+
+using WallTime = api::Clock::WallTime;
+
+// record.json: what vmlet must never forget about a VM, written durably
+// before and after every action that changes the host.
+struct VmRecord {
+  std::string driver;                         // the driver that owns the VM's VMM
+  std::optional<drivers::VmmHandle> vmm;      // the VMM vmlet launched, until it is seen gone
+  std::string spec_hash;                      // BootHash of the spec the VMM was booted with
+  std::optional<WallTime> boot_requested_at;  // the last boot
+  std::optional<WallTime> ready_at;           // when the last boot became Ready
+  bool stop_requested = false;  // vmlet asked the VMM to stop: its exit is not a crash
+  std::optional<WallTime> stop_requested_at;
+  int64_t stop_grace_seconds = 30;    // of the spec the VMM was booted with
+  uint32_t restart_count = 0;         // reboots after a crash or unrequested power-off
+  uint32_t consecutive_failures = 0;  // the crash loop's n; reset after 5 min Ready
+  std::string last_exit_phase;        // "Stopped" or "Failed" once a VMM has exited, else ""
+  std::string last_exit_reason;       // why, for Failed
+  // The crash loop's next attempt: no restart before this (so a vmlet
+  // restart does not cut a backoff short).
+  std::optional<WallTime> restart_not_before;
+
+  friend bool operator==(const VmRecord&, const VmRecord&) = default;
+};
+
+// A status condition, shaped as Kubernetes has them.
+struct Condition {
+  std::string type;     // Ready, Paused, ManifestValid, CrashLoopBackOff, Converged
+  std::string status;   // "True", "False", "Unknown"
+  std::string reason;   // CamelCase, machine-readable
+  std::string message;  // for people
+  WallTime last_transition_time{};
+
+  friend bool operator==(const Condition&, const Condition&) = default;
+};
+
+// status.json: what vmlet last saw of a VM, for people and tools.
+struct VmStatus {
+  // Starting | Running | Ready | Paused | Stopped | Failed; "" before the first look.
+  std::string phase;
+  std::string ip;
+  std::string reason;
+  std::string desired_state;        // Running | Paused | Stopped | Deleted
+  std::string observed_generation;  // the spec hash the status describes
+  std::vector<Condition> conditions;
+  uint32_t restart_count = 0;
+  std::optional<double> last_boot_duration_seconds;
+  struct Vmm {
+    std::string driver;
+    pid_t pid = 0;
+    uint64_t start_time_ticks = 0;
+    friend bool operator==(const Vmm&, const Vmm&) = default;
+  };
+  std::optional<Vmm> vmm;
+
+  friend bool operator==(const VmStatus&, const VmStatus&) = default;
+};
+
+// Sets the condition of `c.type` (adding it if missing). Its
+// lastTransitionTime becomes `c.last_transition_time` only when the status
+// value changes; otherwise the old time is kept, as Kubernetes does.
+void SetCondition(VmStatus& status, Condition c);
+// The condition of that type, or nullptr.
+const Condition* FindCondition(const VmStatus& status, std::string_view type);
+
+// One line of events.jsonl.
+struct Event {
+  WallTime time{};
+  std::string type;    // "Normal" or "Warning"
+  std::string reason;  // CamelCase: Booted, Ready, Paused, Stopping, Killed, Crashed, ...
+  std::string message;
+
+  friend bool operator==(const Event&, const Event&) = default;
+};
+
+// The JSON forms written to disk (camelCase keys; times as RFC 3339 UTC with
+// milliseconds). Optional values (a record's times and vmm, a status's vmm and
+// lastBootDurationSeconds) are omitted when none; FromJson reads an absent or
+// null one as none. A record carries "version": 1.
+//
+// FromJson fails with InvalidArgument naming the field ("vmm.pid: must be an
+// integer") when a known field has the wrong type or is out of range, when a
+// required field is missing (a record's version, driver and specHash, and
+// every field of its vmm, whose pid must be positive; a condition's type,
+// status and lastTransitionTime; an event's time, type and reason), or when a
+// record's version is not 1. Unknown fields are ignored (forward compatible).
+nlohmann::json ToJson(const VmRecord& record);
+nlohmann::json ToJson(const VmStatus& status);
+nlohmann::json ToJson(const Event& event);
+api::StatusOr<VmRecord> VmRecordFromJson(const nlohmann::json& j);
+api::StatusOr<VmStatus> VmStatusFromJson(const nlohmann::json& j);
+api::StatusOr<Event> EventFromJson(const nlohmann::json& j);
+// "2026-11-28T03:04:05.123Z": UTC, milliseconds, the sub-millisecond part
+// dropped (rounded down), so ParseTime(FormatTime(t)) is t to the millisecond.
+std::string FormatTime(WallTime time);
+// Parses RFC 3339 "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" (1 to 9
+// fraction digits; 'T' and 'Z' in either case). Anything else, including
+// out-of-range fields (month 13, Feb 30, second 60) and times a WallTime (64-bit
+// nanoseconds) cannot hold, before 1677-09-22 or after 2262-04-11T23:47:15Z,
+// is InvalidArgument.
+api::StatusOr<WallTime> ParseTime(std::string_view text);
+
+// The per-VM state directory (DESIGN §5):
+//   <state-dir>/vms/<namespace>/<name>/{record.json, status.json, events.jsonl, ...}
+// The VMM's own files (sockets, serial.log, vmm.log) live in the same
+// directory, which the driver is given as vm_dir.
+//
+// Writes are atomic: a temporary file in the same directory, fsync, rename,
+// fsync of the directory; a crash leaves the old or the new file, never a
+// torn one. record.json is always synced; status.json is renamed atomically
+// but synced only when Options::sync_status is set (it is re-derived).
+//
+// Every per-VM call checks that the key's namespace and name are valid names
+// (api::ValidateName: so never "", "." or "..", never a '/') and fails with
+// InvalidArgument otherwise: a key never reaches outside <state-dir>/vms.
+// I/O failures are Status values with the path and errno text: NotFound for
+// ENOENT, PermissionDenied for EACCES/EPERM, Unavailable for the rest.
+//
+// Thread-safe for different keys, from any threads; calls for one key are not
+// concurrent (one worker per key). No lock is held across I/O.
+class StateStore {
+ public:
+  struct Options {
+    // fsync status.json (and the directory) on every SaveStatus. Default off:
+    // status is re-derived from the host, so losing the last write is harmless.
+    bool sync_status = false;
+    // events.jsonl keeps about the last this many lines: it is trimmed to
+    // exactly this many when it grows past twice as many. 0 counts as 1.
+    size_t max_events = 200;
+  };
+
+  // `clock` (its wall time names quarantined records) must outlive the
+  // store. Touches no files: Init() does.
+  StateStore(std::string state_dir, const api::Clock& clock, Options options);
+  StateStore(std::string state_dir, const api::Clock& clock)
+      : StateStore(std::move(state_dir), clock, Options{}) {}
+
+  // Creates <state-dir> (with any missing parents, like mkdir -p) and
+  // <state-dir>/vms, each only if missing. The directories it creates get mode
+  // 0711 (the state dir) and 0700 (vms), whatever the umask; existing ones
+  // keep theirs. FailedPrecondition when the state dir (or vms) exists but is
+  // not a directory. Call before anything else.
+  api::Status Init();
+
+  // As given, without trailing slashes.
+  const std::string& state_dir() const { return state_dir_; }
+  // <state-dir>/vms/<namespace>/<name>. Only builds the path.
+  std::string VmDir(const api::VmKey& key) const;
+  bool VmDirExists(const api::VmKey& key) const;
+  // Creates the namespace directory and the VM directory (0700) if missing,
+  // and fsyncs the parents of what it created, so a record written into it
+  // survives a crash.
+  api::Status EnsureVmDir(const api::VmKey& key);
+
+  struct LoadedRecord {
+    std::optional<VmRecord> record;  // none: no record.json, or it was corrupt
+    // Set when record.json was corrupt: where it was moved
+    // (record.json.corrupt-<time>), and what was wrong with it.
+    std::optional<std::string> quarantined_to;
+    std::string problem;
+  };
+  // Reads record.json. No record.json (or no VM directory): no record. A
+  // file that is empty, not valid JSON or not a valid record (including an
+  // unknown version) is renamed to record.json.corrupt-<YYYYMMDDTHHMMSSZ>
+  // (then -1, -2, ... if that name is taken) in the same directory, its bytes
+  // untouched, and reported in the result, not as an error: the next
+  // LoadRecord finds no record. Errors are only I/O failures, such as a
+  // record.json that cannot be read or moved (the caller retries).
+  api::StatusOr<LoadedRecord> LoadRecord(const api::VmKey& key);
+  // Replaces record.json atomically and durably (see above).
+  // REQUIRES: EnsureVmDir(key) (without the directory: NotFound).
+  api::Status SaveRecord(const api::VmKey& key, const VmRecord& record);
+
+  // Reads status.json; none when absent, unreadable or malformed (it is
+  // re-derived).
+  std::optional<VmStatus> LoadStatus(const api::VmKey& key);
+  // Replaces status.json atomically. Invalid UTF-8 in strings is replaced by
+  // U+FFFD. REQUIRES: EnsureVmDir(key).
+  api::Status SaveStatus(const api::VmKey& key, const VmStatus& status);
+
+  // Appends one line to events.jsonl (created if missing; no fsync) with one
+  // write(), trimming the file to the last Options::max_events lines (an
+  // atomic rewrite) when it grows past twice that; the cost is O(1)
+  // amortized. Invalid UTF-8 is replaced by U+FFFD. A failed trim is
+  // reported as an error although the line was appended; the trim is retried
+  // on the next append. REQUIRES: EnsureVmDir(key).
+  api::Status AppendEvent(const api::VmKey& key, const Event& event);
+  // The last `max` events, oldest first; malformed lines are skipped.
+  std::vector<Event> RecentEvents(const api::VmKey& key, size_t max) const;
+
+  // Removes the VM's directory and everything in it, then its namespace
+  // directory if that is now empty. OK when already gone.
+  api::Status RemoveVmDir(const api::VmKey& key);
+
+  // Every VM with a directory under <state-dir>/vms, sorted by (namespace,
+  // name). Entries that are not directories or whose names are not valid
+  // names (api::ValidateName) are skipped. No vms directory: empty. A
+  // directory that cannot be read is an error (a VM must not go unseen).
+  api::StatusOr<std::vector<api::VmKey>> ListVms() const;
+
+ private:
+  // Writes `content` to <dir>/<name> through a temporary file (see above);
+  // `sync` fsyncs the file and the directory.
+  api::Status WriteFileAtomically(const std::string& dir, const std::string& name,
+                                  std::string_view content, bool sync);
+  // Rewrites events.jsonl with its last max_events lines; returns how many
+  // lines it kept.
+  api::StatusOr<size_t> TrimEvents(const std::string& dir);
+  size_t max_events() const { return options_.max_events == 0 ? 1 : options_.max_events; }
+
+  std::string state_dir_;
+  const api::Clock& clock_;
+  Options options_;
+  std::atomic<uint64_t> temp_counter_{0};  // makes temporary file names unique
+
+  std::mutex mu_;
+  // Lines in each VM's events.jsonl as far as this process knows: counted
+  // from the file on the first append, then kept up to date by appends.
+  std::unordered_map<api::VmKey, size_t, api::VmKeyHash> event_lines_;  // guarded by mu_
+};
+
+}  // namespace vmlet::controller
