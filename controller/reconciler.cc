@@ -125,8 +125,9 @@ void Reconciler::Emit(const api::VmKey& key, const std::string& type, const std:
   if (hooks_.event) hooks_.event(key, event);
 }
 
-api::Status Reconciler::SaveRecord(const api::VmKey& key, Runtime& rt) {
-  api::Status s = store_.SaveRecord(key, *rt.record);
+api::Status Reconciler::SaveRecord(const api::VmKey& key, Runtime& rt,
+                                   StateStore::Durability durability) {
+  api::Status s = store_.SaveRecord(key, *rt.record, durability);
   rt.record_dirty = !s.ok();
   if (!s.ok()) {
     spdlog::error("namespace={} name={} cannot save record.json: {}", key.ns, key.name,
@@ -393,7 +394,7 @@ api::StatusOr<ReconcileResult> Reconciler::Step(const api::VmKey& key, Runtime& 
     // manifest's current one.
     if (rt.record->stop_grace_seconds != want->spec.stop_grace_period.count()) {
       rt.record->stop_grace_seconds = want->spec.stop_grace_period.count();
-      if (api::Status s = SaveRecord(key, rt); !s.ok()) return s;
+      if (api::Status s = SaveRecord(key, rt, StateStore::Durability::kAtomic); !s.ok()) return s;
     }
 
     const bool want_paused = want->spec.desired_state == api::DesiredState::kPaused;
@@ -429,7 +430,7 @@ api::StatusOr<ReconcileResult> Reconciler::Step(const api::VmKey& key, Runtime& 
         if (hooks_.boot_duration) hooks_.boot_duration(rt.driver, *rt.last_boot_seconds);
       }
       rt.record->ready_at = clock_.WallNow();
-      if (api::Status s = SaveRecord(key, rt); !s.ok()) return s;
+      if (api::Status s = SaveRecord(key, rt, StateStore::Durability::kAtomic); !s.ok()) return s;
       Emit(key, "Normal", "Ready",
            "the guest reported ready at " + std::string(state.ip().value_or("")) +
                (rt.last_boot_seconds
@@ -459,7 +460,9 @@ api::StatusOr<ReconcileResult> Reconciler::Step(const api::VmKey& key, Runtime& 
       if (ready_for >= options_.crash_loop_reset) {
         rt.record->consecutive_failures = 0;
         rt.next_restart_at.reset();
-        if (api::Status s = SaveRecord(key, rt); !s.ok()) return s;
+        if (api::Status s = SaveRecord(key, rt, StateStore::Durability::kAtomic); !s.ok()) {
+          return s;
+        }
         return Idle();
       }
       return After(options_.crash_loop_reset - ready_for);

@@ -125,7 +125,8 @@ class Reconciler {
                                       const drivers::ConfirmedVmm& vmm, const api::VmState& state,
                                       const std::string& why);
   api::StatusOr<ReconcileResult> CleanUp(const api::VmKey& key, Runtime& rt);
-  api::Status SaveRecord(const api::VmKey& key, Runtime& rt);
+  api::Status SaveRecord(const api::VmKey& key, Runtime& rt,
+                         StateStore::Durability durability = StateStore::Durability::kDurable);
   void Emit(const api::VmKey& key, const std::string& type, const std::string& reason,
             const std::string& message);
   void WriteStatus(const api::VmKey& key, Runtime& rt, const DesiredEntry& desired,

@@ -700,7 +700,8 @@ StatusOr<StateStore::LoadedRecord> StateStore::LoadRecord(const api::VmKey& key)
   return Status::Internal("cannot move corrupt " + path + " aside: too many quarantined records");
 }
 
-Status StateStore::SaveRecord(const api::VmKey& key, const VmRecord& record) {
+Status StateStore::SaveRecord(const api::VmKey& key, const VmRecord& record,
+                              Durability durability) {
   VMLET_RETURN_IF_ERROR(CheckKey(key));
   std::string text;
   try {
@@ -711,7 +712,8 @@ Status StateStore::SaveRecord(const api::VmKey& key, const VmRecord& record) {
     return Status::InvalidArgument(std::string("record of ") + key.ToString() +
                                    " cannot be written as JSON: " + e.what());
   }
-  return WriteFileAtomically(VmDir(key), kRecordFile, text, /*sync=*/true);
+  return WriteFileAtomically(VmDir(key), kRecordFile, text,
+                             /*sync=*/durability == Durability::kDurable);
 }
 
 std::optional<VmStatus> StateStore::LoadStatus(const api::VmKey& key) {

@@ -189,9 +189,17 @@ class StateStore {
   // LoadRecord finds no record. Errors are only I/O failures, such as a
   // record.json that cannot be read or moved (the caller retries).
   api::StatusOr<LoadedRecord> LoadRecord(const api::VmKey& key);
-  // Replaces record.json atomically and durably (see above).
+  // How durable a record write must be. kDurable (temp, fsync, rename, fsync
+  // of the directory) for every change that follows or precedes an action on
+  // the host (a VMM launched, asked to stop, gone); kAtomic (temp, rename:
+  // a crash of vmlet still leaves the old or the new file, a crash of the
+  // host may leave the old one) for bookkeeping that the next pass can
+  // re-derive (when the guest became ready, a crash loop's reset).
+  enum class Durability { kDurable, kAtomic };
+  // Replaces record.json atomically, and durably unless told otherwise.
   // REQUIRES: EnsureVmDir(key) (without the directory: NotFound).
-  api::Status SaveRecord(const api::VmKey& key, const VmRecord& record);
+  api::Status SaveRecord(const api::VmKey& key, const VmRecord& record,
+                         Durability durability = Durability::kDurable);
 
   // Reads status.json; none when absent, unreadable or malformed (it is
   // re-derived).

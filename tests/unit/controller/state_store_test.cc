@@ -521,6 +521,19 @@ TEST_F(StateStoreTest, SaveRecordReplacesThePreviousRecord) {
   EXPECT_EQ(Entries(store->VmDir(kWeb)), (std::set<std::string>{"record.json"}));
 }
 
+TEST_F(StateStoreTest, AtomicOnlyRecordWriteReplacesTheRecordLikeADurableOne) {
+  auto store = NewStore();
+  ASSERT_TRUE(store->SaveRecord(kWeb, FullRecord()).ok());
+  ASSERT_TRUE(
+      store->SaveRecord(kWeb, MinimalRecord(), StateStore::Durability::kAtomic).ok());
+
+  api::StatusOr<StateStore::LoadedRecord> loaded = store->LoadRecord(kWeb);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->record, MinimalRecord());
+  EXPECT_EQ(Mode(store->VmDir(kWeb) + "/record.json"), 0600u);
+  EXPECT_EQ(Entries(store->VmDir(kWeb)), (std::set<std::string>{"record.json"}));
+}
+
 TEST_F(StateStoreTest, SaveRecordWithoutVmDirIsNotFound) {
   StateStore store(state_dir_, clock_);
   ASSERT_TRUE(store.Init().ok());
