@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "api/vm_key.h"
+#include "tests/fakes/fake_manifest.h"
 #include "tests/integration/vmlet_process.h"
 
 namespace vmlet::testing {
@@ -88,29 +89,7 @@ double MsSince(SteadyClock::time_point start) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
 }
 
-// A fake-driver manifest. Line 10 is `cpus`, its value at column 9.
-std::string Manifest(const api::VmKey& key, const std::string& desired_state = "Running",
-                     const std::string& cpus = "1") {
-  return "apiVersion: vmlet.dev/v1alpha1\n"
-         "kind: VirtualMachine\n"
-         "metadata:\n"
-         "  name: " +
-         key.name +
-         "\n"
-         "  namespace: " +
-         key.ns +
-         "\n"
-         "spec:\n"
-         "  desiredState: " +
-         desired_state +
-         "\n"
-         "  driver: fake\n"
-         "  kernel: /var/lib/vmlet/images/vmlinuz\n"
-         "  cpus: " +
-         cpus +
-         "\n"
-         "  memoryMb: 128\n";
-}
+using testing::FakeDriverManifest;
 
 // What the fake driver's state file (JSON lines, see fake_vm_driver.h) says
 // about its VMMs. vmlet compacts the file when it starts: "count" lines carry
@@ -317,7 +296,7 @@ TEST_F(VmletRunTest, ThousandVmsConvergeSurviveSigkillPauseDeleteAndStopOnSigter
       if (i == 20) to_delete.push_back(key);
     }
   }
-  for (const api::VmKey& key : all) WriteManifest(key, Manifest(key));
+  for (const api::VmKey& key : all) WriteManifest(key, FakeDriverManifest(key));
   const auto test_start = SteadyClock::now();
 
   // A 3 s guest boot: vmlet is killed while VMs are booted but not Ready.
@@ -374,7 +353,7 @@ TEST_F(VmletRunTest, ThousandVmsConvergeSurviveSigkillPauseDeleteAndStopOnSigter
 
   // 10 edited to Paused become Paused.
   const auto pause_start = SteadyClock::now();
-  for (const api::VmKey& key : to_pause) WriteManifest(key, Manifest(key, "Paused"));
+  for (const api::VmKey& key : to_pause) WriteManifest(key, FakeDriverManifest(key, "Paused"));
   EXPECT_TRUE(WaitFor(seconds(20), [&] { return AllInPhase(to_pause, "Paused"); }))
       << "the VMs edited to Paused are not all Paused after 20 s";
   std::cout << "10 VMs Paused " << MsSince(pause_start) << " ms after their edits\n";
@@ -423,7 +402,7 @@ TEST_F(VmletRunTest, ThousandVmsConvergeSurviveSigkillPauseDeleteAndStopOnSigter
 TEST_F(VmletRunTest, InvalidEditKeepsVmReadyAndSigtermLeavesVmmsForTheNextVmlet) {
   const std::vector<api::VmKey> keys = {{"small", "a"}, {"small", "b"}, {"small", "c"}};
   const api::VmKey& a = keys[0];
-  for (const api::VmKey& key : keys) WriteManifest(key, Manifest(key));
+  for (const api::VmKey& key : keys) WriteManifest(key, FakeDriverManifest(key));
   ASSERT_NO_FATAL_FAILURE(StartVmlet("100ms", "100ms"));
   ASSERT_TRUE(WaitFor(seconds(20), [&] { return AllInPhase(keys, "Ready"); }));
   std::map<api::VmKey, pid_t> pids;
@@ -432,7 +411,7 @@ TEST_F(VmletRunTest, InvalidEditKeepsVmReadyAndSigtermLeavesVmmsForTheNextVmlet)
     ASSERT_NE(pids[key], 0) << key;
   }
 
-  WriteManifest(a, Manifest(a, "Running", "\"two\""));
+  WriteManifest(a, FakeDriverManifest(a, "Running", "\"two\""));
   json status;
   ASSERT_TRUE(WaitFor(seconds(10),
                       [&] {
@@ -449,7 +428,7 @@ TEST_F(VmletRunTest, InvalidEditKeepsVmReadyAndSigtermLeavesVmmsForTheNextVmlet)
   EXPECT_TRUE(LogsContain("event=ManifestInvalid"));
 
   // The fix is taken; the VM is still the same one (cpus did not change).
-  WriteManifest(a, Manifest(a));
+  WriteManifest(a, FakeDriverManifest(a));
   ASSERT_TRUE(WaitFor(seconds(10), [&] {
     status = Status(a);
     const json* valid = Condition(status, "ManifestValid");
@@ -488,13 +467,13 @@ TEST_F(VmletRunTest, InvalidEditKeepsVmReadyAndSigtermLeavesVmmsForTheNextVmlet)
 // broken while vmlet was down must not read as "deleted" and stop the VM.
 TEST_F(VmletRunTest, ManifestBrokenWhileVmletWasDownDoesNotStopTheVm) {
   const api::VmKey key{"small", "a"};
-  WriteManifest(key, Manifest(key));
+  WriteManifest(key, FakeDriverManifest(key));
   ASSERT_NO_FATAL_FAILURE(StartVmlet("100ms", "100ms"));
   ASSERT_TRUE(WaitFor(seconds(20), [&] { return Phase(Status(key)) == "Ready"; }));
   const pid_t pid = VmmPid(Status(key));
   StopVmletWithSigterm(seconds(10));
 
-  WriteManifest(key, Manifest(key, "Running", "\"two\""));
+  WriteManifest(key, FakeDriverManifest(key, "Running", "\"two\""));
   ASSERT_NO_FATAL_FAILURE(StartVmlet("100ms", "100ms"));
   json status;
   ASSERT_TRUE(WaitFor(seconds(10),
