@@ -54,14 +54,16 @@ struct ReconcilerHooks {
 // the record before and after any step that changes the host, writes status,
 // and says when to look again. An error means "retry with backoff".
 //
-//   desired \ observed | absent/Stopped | Starting | Running/Ready | Paused | Failed
-//   Running            | boot           | wait     | -             | resume | per restartPolicy:
-//   boot after crash-loop backoff, or stay Paused             | boot           | wait     | pause
-//   | -      | as above, then pause Stopped            | -              | stop     | stop | stop |
-//   clean up deleted            | clean up       | stop, clean up (every column)
+// clang-format off
+//   desired \ observed | absent/Stopped | Starting | Running/Ready | Paused            | Failed
+//   Running            | boot           | wait     | -             | resume            | restartPolicy: boot after backoff, or stay
+//   Paused             | boot           | wait     | pause         | -                 | as above, then pause
+//   Stopped            | -              | stop     | stop          | resume, stop      | clean up
+//   deleted            | clean up       | stop, clean up (resuming a paused VM first)  | clean up
+// clang-format on
 //
 // Stop is graceful (driver Shutdown, the ACPI power button) for the grace
-// period of the spec the VMM was booted with, then forced (Kill). A paused
+// period of the current manifest (the last one once deleted), then forced (Kill). A paused
 // VM is resumed first, so its guest can shut down cleanly. A running VM
 // whose boot hash changed is recreated: stopped gracefully, then booted with
 // the new spec. A VMM that exits without being asked to is a crash (or, for

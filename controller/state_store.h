@@ -33,7 +33,7 @@ struct VmRecord {
   std::optional<WallTime> ready_at;           // when the last boot became Ready
   bool stop_requested = false;  // vmlet asked the VMM to stop: its exit is not a crash
   std::optional<WallTime> stop_requested_at;
-  int64_t stop_grace_seconds = 30;    // of the spec the VMM was booted with
+  int64_t stop_grace_seconds = 30;    // of the latest valid manifest (used once it is deleted)
   uint32_t restart_count = 0;         // reboots after a crash or unrequested power-off
   uint32_t consecutive_failures = 0;  // the crash loop's n; reset after 5 min Ready
   std::string last_exit_phase;        // "Stopped" or "Failed" once a VMM has exited, else ""
