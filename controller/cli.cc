@@ -113,6 +113,15 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   run->add_option("--log-level", run_options.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  run->add_option("--qemu-binary", run_options.qemu_binary,
+                  "qemu driver: the QEMU program (a path, or a name found on PATH)")
+      ->capture_default_str()
+      ->group("QEMU driver");
+  run->add_option("--qemu-accel", run_options.qemu_accel,
+                  "qemu driver: kvm, tcg, or auto (kvm when /dev/kvm is usable)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
+      ->group("QEMU driver");
   run->add_option("--fake-boot-delay", fake_boot_delay,
                   "fake driver: how long its guests take to become Ready")
       ->capture_default_str()

@@ -20,6 +20,9 @@ struct RunOptions {
   int workers = 4;
   std::chrono::milliseconds resync = std::chrono::seconds(60);
   std::string log_level = "info";
+  // The qemu driver: its program, and kvm, tcg or auto.
+  std::string qemu_binary = "qemu-system-x86_64";
+  std::string qemu_accel = "auto";
   // The fake driver's simulated guest (for tests and benchmarks).
   std::chrono::milliseconds fake_boot_delay = std::chrono::milliseconds(500);
   std::chrono::milliseconds fake_shutdown_delay = std::chrono::milliseconds(100);
@@ -42,6 +45,7 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 //       otherwise.
 //   vmlet run --manifests DIR [--state-dir DIR] [--driver NAME] [--image-root DIR]...
 //             [--node-name NAME] [--workers N] [--resync DURATION]
+//             [--qemu-binary PATH] [--qemu-accel kvm|tcg|auto]
 //       Parses the flags into RunOptions and calls `run`.
 //   vmlet version (or --version)
 //       Prints "vmlet <version>".

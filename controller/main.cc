@@ -16,8 +16,10 @@
 #include "controller/state_store.h"
 #include "drivers/fake/fake_vm_driver.h"
 #include "drivers/host/proc_fs.h"
+#include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
 #include "drivers/host/vmm_identity.h"
+#include "drivers/qemu/qemu_driver.h"
 
 namespace {
 
@@ -73,10 +75,30 @@ int RunDaemon(const controller::RunOptions& options) {
     return 1;
   }
   drivers::VmmIdentity fake_identity(fake.proc_fs());
-  std::map<std::string, controller::DriverSlot> drivers = {{"fake", {&fake, &fake_identity}}};
+
+  drivers::PosixProcessLauncher launcher;
+  drivers::QemuOptions qemu_options;
+  qemu_options.qemu_binary = options.qemu_binary;
+  if (options.qemu_accel != "auto") qemu_options.accel = options.qemu_accel;
+  qemu_options.probe_dir = options.state_dir;
+  drivers::QemuDriver qemu(clock, proc_fs, launcher, qemu_options);
+  if (api::Status s = qemu.Start(); !s.ok()) {
+    spdlog::critical("qemu driver: {}", s.ToString());
+    return 1;
+  }
+  spdlog::info("event=DriverReady driver=qemu binary={} accel={} why=\"{}\"", options.qemu_binary,
+               qemu.accel(), qemu.accel_reason());
+  drivers::VmmIdentity qemu_identity(proc_fs);
+
+  std::map<std::string, controller::DriverSlot> drivers = {
+      {"fake", {&fake, &fake_identity}},
+      {"qemu", {&qemu, &qemu_identity}},
+  };
   if (!drivers.contains(options.default_driver)) {
-    spdlog::critical("--driver {}: that driver is not available in this vmlet (available: fake)",
-                     options.default_driver);
+    std::string available;
+    for (const auto& [name, slot] : drivers) available += (available.empty() ? "" : ", ") + name;
+    spdlog::critical("--driver {}: that driver is not available in this vmlet (available: {})",
+                     options.default_driver, available);
     return 2;
   }
 
@@ -98,6 +120,7 @@ int RunDaemon(const controller::RunOptions& options) {
   sigwait(&signals, &signal);
   spdlog::info("event=Stopping signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   manager.Stop();
+  qemu.Stop();
   return 0;
 }
 

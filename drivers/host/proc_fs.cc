@@ -1,5 +1,6 @@
 #include "drivers/host/proc_fs.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -150,6 +151,27 @@ api::StatusOr<UniqueFd> LinuxProcFs::OpenPidFd(pid_t pid) const {
   long fd = ::syscall(SYS_pidfd_open, pid, 0);
   if (fd < 0) return ErrnoStatus(errno, "pidfd_open(" + std::to_string(pid) + ")");
   return UniqueFd(static_cast<int>(fd));
+}
+
+api::StatusOr<std::vector<pid_t>> ProcFs::ListPids() const {
+  return api::Status::FailedPrecondition("this process table cannot be listed");
+}
+
+api::StatusOr<std::vector<pid_t>> LinuxProcFs::ListPids() const {
+  DIR* dir = ::opendir(root_.c_str());
+  if (dir == nullptr) return ErrnoStatus(errno, "cannot list " + root_);
+  std::vector<pid_t> pids;
+  errno = 0;
+  while (const dirent* entry = ::readdir(dir)) {
+    int64_t pid = 0;
+    if (ParseDecimal(entry->d_name, pid) && pid > 0 && pid <= std::numeric_limits<pid_t>::max()) {
+      pids.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  const int err = errno;
+  ::closedir(dir);
+  if (err != 0) return ErrnoStatus(err, "cannot list " + root_);
+  return pids;
 }
 
 }  // namespace vmlet::drivers

@@ -42,6 +42,12 @@ class ProcFs {
   // reused under us and to learn of its exit. NotFound when it is gone. An
   // implementation without real processes returns an invalid UniqueFd.
   virtual api::StatusOr<UniqueFd> OpenPidFd(pid_t pid) const = 0;
+
+  // Every pid in the table, in no particular order (a process may exit
+  // before the caller reads it: ReadProcess then says NotFound). Used to find
+  // VMMs that vmlet has no record of. The default: FailedPrecondition (a table that cannot
+  // be listed).
+  virtual api::StatusOr<std::vector<pid_t>> ListPids() const;
 };
 
 // Parses the content of /proc/<pid>/stat. The command name (field 2) is in
@@ -57,6 +63,7 @@ class LinuxProcFs final : public ProcFs {
   api::StatusOr<std::string> BootId() const override;
   api::StatusOr<ProcessInfo> ReadProcess(pid_t pid) const override;
   api::StatusOr<UniqueFd> OpenPidFd(pid_t pid) const override;
+  api::StatusOr<std::vector<pid_t>> ListPids() const override;
 
  private:
   std::string root_;

@@ -22,8 +22,9 @@ bool IsNameChar(char c) {
          c == '_' || c == '-';
 }
 
-// See the class comment: vm_dir as a whole path inside one argument.
-bool NamesDir(const std::vector<std::string>& cmdline, std::string_view dir) {
+}  // namespace
+
+bool CommandLineNamesVmDir(const std::vector<std::string>& cmdline, std::string_view dir) {
   while (dir.size() > 1 && dir.back() == '/') dir.remove_suffix(1);
   if (dir.empty()) return false;
   for (const std::string& arg : cmdline) {
@@ -36,6 +37,8 @@ bool NamesDir(const std::vector<std::string>& cmdline, std::string_view dir) {
   }
   return false;
 }
+
+namespace {
 
 // True when the pidfd's process has exited (a pidfd turns readable then).
 bool HasExited(int pidfd) {
@@ -96,7 +99,7 @@ VmmIdentity::Check VmmIdentity::CheckProc(const VmmHandle& handle) const {
     return unknown(who + " (start time " + std::to_string(info->start_time_ticks) +
                    ") has an empty command line (inside execve?)");
   }
-  if (!NamesDir(info->cmdline, handle.vm_dir)) {
+  if (!CommandLineNamesVmDir(info->cmdline, handle.vm_dir)) {
     return mismatch(who + " (start time " + std::to_string(info->start_time_ticks) +
                     ") has a command line that does not name " + handle.vm_dir);
   }

@@ -7,7 +7,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "api/vm_key.h"
 #include "drivers/host/proc_fs.h"
@@ -139,6 +141,10 @@ class VmmIdentity {
   UniqueFd wake_;       // guarded by mu_; eventfd that stops the thread
   std::thread thread_;  // guarded by mu_
 };
+
+// Whether some argument of `cmdline` names `vm_dir` as a whole path, by the
+// rule in VmmIdentity's comment. Drivers use it to find their VMMs again.
+bool CommandLineNamesVmDir(const std::vector<std::string>& cmdline, std::string_view vm_dir);
 
 // Sends `signal` through a pidfd (pidfd_send_signal). NotFound when the
 // process has exited and been reaped; a zombie (exited, not yet reaped by its

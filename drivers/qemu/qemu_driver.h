@@ -1,0 +1,148 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/clock.h"
+#include "drivers/host/proc_fs.h"
+#include "drivers/host/process_launcher.h"
+#include "drivers/host/ready_marker_watcher.h"
+#include "drivers/qemu/qmp_client.h"
+#include "drivers/vm_driver.h"
+
+namespace vmlet::drivers {
+
+// How QemuDriver launches QEMU. Every default is what a Debian 12 host with
+// the qemu-system-x86 package has.
+struct QemuOptions {
+  // Found on PATH unless it holds a '/'.
+  std::string qemu_binary = "qemu-system-x86_64";
+  // "kvm" or "tcg"; empty: probed by Start(): kvm when /dev/kvm can be
+  // opened read-write and a QEMU with `-accel kvm -cpu host -S` comes up and
+  // answers QMP (a nested or paravirtual KVM may have /dev/kvm and still make
+  // QEMU abort while it sets up the vCPU), else tcg.
+  std::string accel;
+  // Where the KVM probe puts its QMP socket and log (vmlet's state dir).
+  std::string probe_dir = "/tmp";
+  // For spec.netns: the VMM runs as `<ip_binary> netns exec NAME qemu...`.
+  std::string ip_binary = "ip";
+  // Kill(): how long `quit` may take before SIGKILL.
+  std::chrono::milliseconds quit_timeout{2000};
+};
+
+// The QEMU argv for `spec` (DESIGN §7), with every file QEMU uses under
+// `vm_dir`: qmp.sock (QMP server), serial.log (the guest's ttyS0), and the
+// disks and kernel at the spec's paths. `accel` is "kvm" or "tcg". Pure: for
+// tests and for `vmlet validate`-style checks.
+//   qemu-system-x86_64 -name ns/name -accel A [-cpu host] -m MB -smp N
+//     -nodefaults -no-user-config -display none -no-reboot
+//     -qmp unix:<vm_dir>/qmp.sock,server=on,wait=off -serial file:<serial.log>
+//     -kernel K [-initrd I] -append CMDLINE
+//     [-drive file=ROOT,format=raw|qcow2,if=virtio,id=root] [... id=data]
+//     [-drive file=SEED,format=raw,if=virtio,readonly=on,id=seed]
+//     [-netdev tap,id=netN,ifname=TAP,script=no,downscript=no
+//      -device virtio-net-pci,netdev=netN,mac=MAC]...
+//     [-device vhost-vsock-pci,guest-cid=CID]
+// Commas in paths are doubled (QEMU's option escaping). Without a cmdline in
+// the spec: "console=ttyS0 panic=-1" (the serial console carries the ready
+// marker; a panicking guest resets, which -no-reboot turns into an exit that
+// the restart policy handles). A disk's format is qcow2 when the file starts
+// with qcow2's magic, raw otherwise (an unreadable disk is left to QEMU,
+// which reports it).
+std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::string& vm_dir,
+                                         const std::string& accel, const QemuOptions& options);
+
+// The vsock context id QEMU gives the VM: derived from vm_dir, in [3, 2^32-2].
+uint32_t VsockCid(const std::string& vm_dir);
+
+// The `qemu` driver (DESIGN §7): QEMU over QMP, KVM where /dev/kvm is usable,
+// TCG otherwise.
+//
+// Boot spawns QEMU in its own session (it outlives vmlet) with its output in
+// <vm_dir>/vmm.log, after rotating serial.log and vmm.log to *.1 and removing
+// a stale qmp.sock; it returns once /proc shows QEMU's command line (which
+// names vm_dir), so the handle it returns passes the identity check at once.
+// Observe = the ready marker on serial.log (ReadyMarkerWatcher) + QMP
+// `query-status`: Starting until the marker, then Ready{ip}; Paused when
+// QEMU is paused. Pause = `stop`, Resume = `cont`, Shutdown =
+// `system_powerdown`, Kill = `quit`, then SIGKILL through the pidfd after
+// quit_timeout. ExitState reads how QEMU ended: its exit status when this
+// vmlet launched it (waitpid), and what the guest last printed: "reboot:
+// Power down" is a clean power-off (Stopped), anything else a failure.
+//
+// Start() before use (it starts the marker watcher's thread); Stop() before
+// destruction. Thread-safe; calls for one VM must not run concurrently (the
+// work queue's guarantee).
+class QemuDriver final : public VmDriver {
+ public:
+  QemuDriver(const api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,
+             QemuOptions options);
+  ~QemuDriver() override;
+
+  // Probes the accelerator (see QemuOptions::accel) and starts the marker
+  // watcher's thread.
+  api::Status Start();
+  void Stop();
+
+  // The accelerator Boot() uses: options.accel, or the probed one; and why.
+  const std::string& accel() const { return accel_; }
+  const std::string& accel_reason() const { return accel_reason_; }
+
+  std::string_view name() const override { return "qemu"; }
+  std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
+  api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+                                Deadline deadline) override;
+  api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
+  api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
+  api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;
+  api::Status Shutdown(const ConfirmedVmm& vmm, Deadline deadline) override;
+  api::Status Kill(const ConfirmedVmm& vmm, Deadline deadline) override;
+  api::VmState ExitState(const VmmHandle& handle) override;
+  api::Status Cleanup(const VmmHandle& handle, Deadline deadline) override;
+  api::StatusOr<std::optional<VmmHandle>> Rediscover(const std::string& vm_dir) override;
+  const ProcFs& proc_fs() const override { return proc_fs_; }
+  void SetChangeListener(ChangeListener listener) override;
+
+ private:
+  // What the driver keeps about one VM's VMM while it lives.
+  struct Vm {
+    pid_t pid = 0;
+    uint64_t start_time_ticks = 0;
+    bool child = false;  // launched by this vmlet: Reap() may collect it
+    std::optional<ExitStatus> exit;
+    bool watched = false;         // serial.log is under the marker watcher
+    std::string shutdown_reason;  // from a QMP SHUTDOWN event, if one was read
+  };
+
+  // The entry for `handle`'s process, made (and its serial log watched) on
+  // first use; replaced when the handle names another process.
+  Vm& VmFor(const VmmHandle& handle);
+  // Runs one QMP command on the VM, on a connection of its own.
+  api::StatusOr<nlohmann::json> Qmp(Vm& vm, const VmmHandle& handle, const std::string& command,
+                                    Deadline deadline);
+  // Waits until the pidfd's process has exited or `deadline`; true if exited.
+  bool WaitExit(int pidfd, Deadline deadline) const;
+  // Collects the exit status of a child that has exited, once.
+  void ReapIfChild(Vm& vm);
+  // "kvm" when QEMU can really run with it here, else "tcg"; sets accel_reason_.
+  std::string ProbeAccel();
+
+  const api::Clock& clock_;
+  const ProcFs& proc_fs_;
+  ProcessLauncher& launcher_;
+  const QemuOptions options_;
+  std::string accel_;
+  std::string accel_reason_;
+  ReadyMarkerWatcher watcher_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Vm>> vms_;  // by vm_dir; guarded by mu_ (the map only)
+  ChangeListener listener_;                         // guarded by mu_
+};
+
+}  // namespace vmlet::drivers
