@@ -523,6 +523,8 @@ api::StatusOr<ReconcileResult> Reconciler::Boot(const api::VmKey& key, Runtime& 
   const bool restart = !record.last_exit_phase.empty();
   const std::string restart_reason =
       record.last_exit_reason.empty() ? record.last_exit_phase : record.last_exit_reason;
+  // Boot latency runs from the spawn request (DESIGN §6).
+  const Mono spawn_requested = clock_.MonotonicNow();
   api::StatusOr<drivers::VmmHandle> handle =
       slot.driver->Boot(spec, vm_dir, DeadlineIn(options_.boot_call_timeout));
   if (!handle.ok()) {
@@ -543,7 +545,7 @@ api::StatusOr<ReconcileResult> Reconciler::Boot(const api::VmKey& key, Runtime& 
   if (restart) ++record.restart_count;
   rt.record = std::move(record);
   rt.driver = want.spec.driver;
-  rt.boot_started = clock_.MonotonicNow();
+  rt.boot_started = spawn_requested;
   rt.ready_since.reset();
   rt.ready_seen = false;
   rt.next_restart_at.reset();

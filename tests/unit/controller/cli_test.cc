@@ -20,6 +20,7 @@ using ::testing::StartsWith;
 namespace fs = std::filesystem;
 
 const std::string kExamples = std::string(VMLET_SOURCE_DIR) + "/manifests/examples";
+const std::string kReference = std::string(VMLET_SOURCE_DIR) + "/manifests/reference";
 
 struct CliResult {
   int code;
@@ -81,7 +82,7 @@ TEST_F(CliTest, VersionSubcommandAndFlagPrintTheVersion) {
 }
 
 TEST_F(CliTest, ShippedExamplesAreAllValid) {
-  CliResult r = RunVmlet({"validate", kExamples});
+  CliResult r = RunVmlet({"validate", kExamples, kReference});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_THAT(r.out, HasSubstr("ok demo/edge-proxy "));

@@ -302,12 +302,14 @@ TEST_F(ManifestFilesDiskTest, LoadReportsDuplicatesAcrossPathsAndMissingPaths) {
                                              Path("team-a/web.yaml") + ":9:1" + ignored);
 }
 
-TEST(ManifestFilesTest, ExampleManifestsAreValid) {
-  LoadResult result = LoadManifests({VMLET_SOURCE_DIR "/manifests/examples"}, ParseOptions{});
+TEST(ManifestFilesTest, ExampleAndReferenceManifestsAreValid) {
+  LoadResult result = LoadManifests(
+      {VMLET_SOURCE_DIR "/manifests/examples", VMLET_SOURCE_DIR "/manifests/reference"},
+      ParseOptions{});
 
   EXPECT_THAT(Strings(result.errors), IsEmpty());
-  EXPECT_THAT(Keys(result.vms), ElementsAre("demo/batch-worker", "prod/postgres-1",
-                                            "prod/postgres-2", "demo/edge-proxy", "ci/builder-3"));
+  EXPECT_THAT(Keys(result.vms), ElementsAre("demo/batch-worker", "demo/edge-proxy",
+                                            "prod/postgres-1", "prod/postgres-2", "ci/builder-3"));
 }
 
 }  // namespace
