@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -67,6 +68,9 @@ class ReadyMarkerWatcher {
   static constexpr size_t kMaxLineBytes = 4096;
   // The most bytes one read() asks for.
   static constexpr size_t kReadChunkBytes = 64 * 1024;
+  // How long the thread lets a file's writes gather after inotify reports
+  // one, before it reads: bounds its wakeups under a byte-at-a-time writer.
+  static constexpr std::chrono::milliseconds kCoalesce{5};
 
   // Starts no thread and opens nothing. `clock` must outlive the watcher.
   explicit ReadyMarkerWatcher(const api::Clock& clock);

@@ -160,6 +160,21 @@ std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::str
     argv.insert(argv.end(),
                 {"-device", "vhost-vsock-pci,guest-cid=" + std::to_string(VsockCid(vm_dir))});
   }
+  if (!spec.shared_dirs.empty()) {
+    // vhost-user devices need the guest's RAM in memory the sidecars can map.
+    argv.insert(argv.end(), {"-object",
+                             "memory-backend-memfd,id=mem,size=" + std::to_string(spec.memory_mb) +
+                                 "M,share=on",
+                             "-numa", "node,memdev=mem"});
+    for (size_t i = 0; i < spec.shared_dirs.size(); ++i) {
+      const std::string id = "fs" + std::to_string(i);
+      const std::string& tag = spec.shared_dirs[i].tag;
+      argv.insert(argv.end(), {"-chardev",
+                               "socket,id=" + id +
+                                   ",path=" + Escape(VirtiofsdSidecars::SocketPath(vm_dir, tag)),
+                               "-device", "vhost-user-fs-pci,chardev=" + id + ",tag=" + tag});
+    }
+  }
   return argv;
 }
 
@@ -171,7 +186,9 @@ QemuDriver::QemuDriver(const api::Clock& clock, const ProcFs& proc_fs, ProcessLa
       options_(std::move(options)),
       accel_(options_.accel),
       accel_reason_(options_.accel.empty() ? "" : "as configured"),
-      watcher_(clock) {}
+      watcher_(clock),
+      sidecars_(clock, proc_fs, launcher,
+                VirtiofsdSidecars::Options{.virtiofsd_binary = options_.virtiofsd_binary}) {}
 
 QemuDriver::~QemuDriver() { Stop(); }
 
@@ -261,9 +278,9 @@ std::vector<api::FieldError> QemuDriver::CheckSpec(const api::VmSpec& spec) cons
            "the qemu driver boots the kernel directly and keeps no EFI variable store");
   }
   if (spec.machine_id) reject("spec.machineId", "only the apple-vz driver uses a machine id");
-  if (!spec.shared_dirs.empty()) {
-    reject("spec.sharedDirs",
-           "the qemu driver does not run virtiofsd sidecars yet; use driver cloud-hypervisor");
+  if (!spec.shared_dirs.empty() && ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
+    reject("spec.sharedDirs", "virtiofsd is not at " + options_.virtiofsd_binary +
+                                  " (Debian: package qemu-system-common)");
   }
   if (spec.vsock && ::access("/dev/vhost-vsock", R_OK | W_OK) != 0) {
     reject("spec.vsock", "this host has no usable /dev/vhost-vsock (modprobe vhost_vsock)");
@@ -310,6 +327,10 @@ api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::st
   }
   api::StatusOr<std::string> boot_id = proc_fs_.BootId();
   if (!boot_id.ok()) return boot_id.status();
+  // The sidecars first: QEMU connects to their sockets as it starts.
+  api::StatusOr<std::vector<Sidecar>> sidecars =
+      sidecars_.Start(spec.shared_dirs, vm_dir, deadline);
+  if (!sidecars.ok()) return sidecars.status();
 
   api::VmSpec with_serial = spec;
   with_serial.serial_log = serial;
@@ -317,7 +338,10 @@ api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::st
   request.argv = QemuCommandLine(with_serial, vm_dir, accel_, options_);
   request.output_path = VmmLog(vm_dir);
   api::StatusOr<pid_t> pid = launcher_.Spawn(request);
-  if (!pid.ok()) return pid.status();
+  if (!pid.ok()) {
+    (void)sidecars_.StopAll(vm_dir);
+    return pid.status();
+  }
 
   auto vm = std::make_unique<Vm>();
   vm->pid = *pid;
@@ -343,6 +367,7 @@ api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::st
                         (pidfd.ok() && pidfd->valid() && Exited(pidfd->get()));
     if (exited) {
       ReapIfChild(*raw);
+      (void)sidecars_.StopAll(vm_dir);
       const std::string why = LastLine(Tail(VmmLog(vm_dir)));
       return api::Status::Unavailable(options_.qemu_binary + " exited at once" +
                                       (raw->exit ? " (" + raw->exit->Describe() + ")" : "") +
@@ -501,6 +526,7 @@ api::Status QemuDriver::Cleanup(const VmmHandle& handle, Deadline deadline) {
   }
   if (vm) ReapIfChild(*vm);
   watcher_.Unwatch(handle.vm_dir);
+  if (api::Status s = sidecars_.StopAll(handle.vm_dir); !s.ok()) return s;
   // QEMU removes its socket when it exits cleanly, not when it is killed.
   if (::unlink(handle.socket_path.c_str()) != 0 && errno != ENOENT) {
     return api::Status::Internal("cannot remove " + handle.socket_path + ": " +

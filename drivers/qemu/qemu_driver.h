@@ -12,6 +12,7 @@
 #include "drivers/host/proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/ready_marker_watcher.h"
+#include "drivers/host/virtiofsd_sidecars.h"
 #include "drivers/qemu/qmp_client.h"
 #include "drivers/vm_driver.h"
 
@@ -31,6 +32,8 @@ struct QemuOptions {
   std::string probe_dir = "/tmp";
   // For spec.netns: the VMM runs as `<ip_binary> netns exec NAME qemu...`.
   std::string ip_binary = "ip";
+  // For spec.sharedDirs: one virtiofsd per dir (VirtiofsdSidecars).
+  std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
   // Kill(): how long `quit` may take before SIGKILL.
   std::chrono::milliseconds quit_timeout{2000};
 };
@@ -48,6 +51,10 @@ struct QemuOptions {
 //     [-netdev tap,id=netN,ifname=TAP,script=no,downscript=no
 //      -device virtio-net-pci,netdev=netN,mac=MAC]...
 //     [-device vhost-vsock-pci,guest-cid=CID]
+//     [-object memory-backend-memfd,id=mem,size=MBM,share=on -numa node,memdev=mem
+//      -chardev socket,id=fsN,path=<vm_dir>/virtiofs-TAG.sock
+//      -device vhost-user-fs-pci,chardev=fsN,tag=TAG]...   (sharedDirs: guest RAM shared
+//                                                           with the virtiofsd sidecars)
 // Commas in paths are doubled (QEMU's option escaping). Without a cmdline in
 // the spec: "console=ttyS0 panic=-1" (the serial console carries the ready
 // marker; a panicking guest resets, which -no-reboot turns into an exit that
@@ -63,7 +70,8 @@ uint32_t VsockCid(const std::string& vm_dir);
 // The `qemu` driver (DESIGN §7): QEMU over QMP, KVM where /dev/kvm is usable,
 // TCG otherwise.
 //
-// Boot spawns QEMU in its own session (it outlives vmlet) with its output in
+// Boot starts a virtiofsd sidecar per shared dir (VirtiofsdSidecars), then
+// spawns QEMU in its own session (it outlives vmlet) with its output in
 // <vm_dir>/vmm.log, after rotating serial.log and vmm.log to *.1 and removing
 // a stale qmp.sock; it returns once /proc shows QEMU's command line (which
 // names vm_dir), so the handle it returns passes the identity check at once.
@@ -71,9 +79,9 @@ uint32_t VsockCid(const std::string& vm_dir);
 // `query-status`: Starting until the marker, then Ready{ip}; Paused when
 // QEMU is paused. Pause = `stop`, Resume = `cont`, Shutdown =
 // `system_powerdown`, Kill = `quit`, then SIGKILL through the pidfd after
-// quit_timeout. ExitState reads how QEMU ended: its exit status when this
-// vmlet launched it (waitpid), and what the guest last printed: "reboot:
-// Power down" is a clean power-off (Stopped), anything else a failure.
+// quit_timeout. Cleanup ends the sidecars too. ExitState reads how QEMU ended: its exit status when
+// this vmlet launched it (waitpid), and what the guest last printed: "reboot: Power down" is a
+// clean power-off (Stopped), anything else a failure.
 //
 // Start() before use (it starts the marker watcher's thread); Stop() before
 // destruction. Thread-safe; calls for one VM must not run concurrently (the
@@ -139,6 +147,7 @@ class QemuDriver final : public VmDriver {
   std::string accel_;
   std::string accel_reason_;
   ReadyMarkerWatcher watcher_;
+  VirtiofsdSidecars sidecars_;
 
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Vm>> vms_;  // by vm_dir; guarded by mu_ (the map only)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -132,7 +133,8 @@ class QemuE2eTest : public ::testing::Test {
     }
     // Every QEMU this test's vmlet started names this test's directory.
     for (pid_t pid : QemuPids(tmp_)) ::kill(pid, SIGKILL);
-    WaitFor(seconds(10), [&] { return QemuPids(tmp_).empty(); });
+    for (pid_t pid : VirtiofsdPids(tmp_)) ::kill(pid, SIGKILL);
+    WaitFor(seconds(10), [&] { return QemuPids(tmp_).empty() && VirtiofsdPids(tmp_).empty(); });
     for (auto& p : others_) p->KillAndReap();
     std::error_code ignored;
     fs::remove_all(tmp_, ignored);
@@ -224,6 +226,27 @@ class QemuE2eTest : public ::testing::Test {
       if (!info.ok() || info->state == 'Z') continue;
       for (const std::string& arg : info->cmdline) {
         if (arg.rfind("unix:" + dir, 0) == 0 && arg.find("/qmp.sock,") != std::string::npos) {
+          found.push_back(pid);
+          break;
+        }
+      }
+    }
+    return found;
+  }
+
+  // Live processes with an argument naming a virtio-fs socket under `dir`:
+  // the VM's virtiofsd sidecars.
+  static std::vector<pid_t> VirtiofsdPids(const std::string& dir) {
+    drivers::LinuxProcFs proc;
+    std::vector<pid_t> found;
+    api::StatusOr<std::vector<pid_t>> pids = proc.ListPids();
+    if (!pids.ok()) return found;
+    for (pid_t pid : *pids) {
+      api::StatusOr<drivers::ProcessInfo> info = proc.ReadProcess(pid);
+      if (!info.ok() || info->state == 'Z' || info->cmdline.empty()) continue;
+      if (info->cmdline[0].find("virtiofsd") == std::string::npos) continue;
+      for (const std::string& arg : info->cmdline) {
+        if (arg.find(dir + "/virtiofs-") != std::string::npos) {
           found.push_back(pid);
           break;
         }
@@ -436,6 +459,50 @@ TEST_F(QemuE2eTest, InvalidEditKeepsTheVmRunningAndShowsTheError) {
   EXPECT_EQ(QmpRunState(VmDir(key)), "running");
   EXPECT_NE(status.dump().find("spec.cpus"), std::string::npos) << status.dump();
   EXPECT_EQ(QemuPids(VmDir(key)), std::vector<pid_t>{qemu});
+}
+
+// Given a VM with a read-write and a readOnly shared dir, vmlet starts one
+// virtiofsd per dir before QEMU; the guest mounts both, can write to the
+// read-write one and cannot write to the readOnly one (enforced on the
+// host); deleting the VM ends the sidecars.
+TEST_F(QemuE2eTest, SharedDirsAreServedBySidecarsAndReadOnlyIsEnforcedOnTheHost) {
+  if (::geteuid() != 0) GTEST_SKIP() << "virtiofsd's sandbox needs root";
+  const api::VmKey key{"demo", "shared"};
+  const std::string rw = tmp_ + "/share-rw", ro = tmp_ + "/share-ro";
+  fs::create_directories(rw);
+  fs::create_directories(ro);
+  WriteManifest(key, Manifest(key,
+                              "  cmdline: \"console=ttyS0 panic=-1 vmlet.mount=rw vmlet.mount=ro "
+                              "vmlet.write=rw vmlet.write=ro\"\n"
+                              "  sharedDirs:\n"
+                              "    - {hostPath: " +
+                                  rw +
+                                  ", tag: rw}\n"
+                                  "    - {hostPath: " +
+                                  ro + ", tag: ro, readOnly: true}\n"));
+  StartVmlet();
+  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
+  // One recorded sidecar per dir, each alive (with its default namespace
+  // sandbox, virtiofsd forks a child of its own, so there may be more
+  // processes than sidecars).
+  const json sidecars = json::parse(ReadFile(VmDir(key) + "/sidecars.json"), nullptr, false);
+  ASSERT_TRUE(sidecars.is_array()) << ReadFile(VmDir(key) + "/sidecars.json");
+  ASSERT_EQ(sidecars.size(), 2u);
+  const std::vector<pid_t> running = VirtiofsdPids(VmDir(key));
+  for (const json& sidecar : sidecars) {
+    EXPECT_NE(std::find(running.begin(), running.end(), sidecar.value("pid", 0)), running.end())
+        << sidecar.dump();
+  }
+  const std::string serial = ReadFile(VmDir(key) + "/serial.log");
+  EXPECT_NE(serial.find("VMLET_WRITE rw ok"), std::string::npos) << serial;
+  EXPECT_NE(serial.find("VMLET_WRITE ro failed"), std::string::npos) << serial;
+  EXPECT_EQ(ReadFile(rw + "/written-by-guest"), "written by the guest\n");
+  EXPECT_FALSE(fs::exists(ro + "/written-by-guest"));
+
+  fs::remove(ManifestPath(key));
+  EXPECT_TRUE(WaitFor(seconds(60), [&] { return !fs::exists(VmDir(key)); }));
+  EXPECT_TRUE(WaitFor(seconds(10), [&] { return VirtiofsdPids(VmDir(key)).empty(); }));
+  EXPECT_TRUE(QemuPids(VmDir(key)).empty());
 }
 
 }  // namespace

@@ -109,7 +109,7 @@ TEST_F(PosixProcessLauncherTest, ChildStartsWithNoBlockedSignalsWhateverTheCalle
   ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &block, &old), 0);
   const std::string log = tmp_ + "/mask.log";
   api::StatusOr<pid_t> pid =
-      launcher_.Spawn({{"/bin/sh", "-c", "grep SigBlk /proc/$$/status"}, log, true});
+      launcher_.Spawn({{"/bin/grep", "SigBlk", "/proc/self/status"}, log, true});
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   ASSERT_TRUE(pid.ok());
   ASSERT_EQ(WaitAndReap(*pid), (ExitStatus{false, 0}));

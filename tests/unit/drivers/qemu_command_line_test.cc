@@ -109,6 +109,20 @@ TEST(QemuCommandLineTest, EveryOptionalDeviceIsMapped) {
             "vhost-vsock-pci,guest-cid=" + std::to_string(VsockCid("/s/vms/prod/web-1")));
 }
 
+TEST(QemuCommandLineTest, SharedDirsShareGuestMemoryAndGetAVhostUserFsDeviceEach) {
+  api::VmSpec spec = MinimalSpec();
+  spec.shared_dirs = {{"/srv/src", "src", true}, {"/srv/cache", "cache", false}};
+  std::vector<std::string> argv = QemuCommandLine(spec, "/s/vms/prod/web-1", "tcg", {});
+  const std::vector<std::string> tail(argv.end() - 12, argv.end());
+  EXPECT_THAT(tail, ElementsAreArray<std::string>(
+                        {"-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-numa",
+                         "node,memdev=mem", "-chardev",
+                         "socket,id=fs0,path=/s/vms/prod/web-1/virtiofs-src.sock", "-device",
+                         "vhost-user-fs-pci,chardev=fs0,tag=src", "-chardev",
+                         "socket,id=fs1,path=/s/vms/prod/web-1/virtiofs-cache.sock", "-device",
+                         "vhost-user-fs-pci,chardev=fs1,tag=cache"}));
+}
+
 TEST(QemuCommandLineTest, VsockCidIsStableAndNeverReserved) {
   EXPECT_EQ(VsockCid("/s/vms/prod/web-1"), VsockCid("/s/vms/prod/web-1"));
   EXPECT_NE(VsockCid("/s/vms/prod/web-1"), VsockCid("/s/vms/prod/web-2"));
