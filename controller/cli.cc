@@ -24,6 +24,19 @@ int Validate(const std::vector<std::string>& paths, const manifests::ParseOption
   return result.errors.empty() ? 0 : 1;
 }
 
+// "HOST:PORT" with a non-empty host and a port in 0..65535; the host is
+// checked by whoever binds it.
+bool IsHostPort(std::string_view addr) {
+  const size_t colon = addr.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  const std::string_view port = addr.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return false;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+  }
+  return std::stoi(std::string(port)) <= 65535;
+}
+
 }  // namespace
 
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
@@ -110,6 +123,15 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   run->add_option("--resync", resync, "How often every VM is looked at, whatever happens")
       ->capture_default_str()
       ->check(duration);
+  run->add_option("--metrics-addr", run_options.metrics_addr,
+                  "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free "
+                  "port); \"off\" or \"\" to serve none")
+      ->capture_default_str()
+      ->check([](const std::string& addr) {
+        return addr.empty() || addr == "off" || IsHostPort(addr)
+                   ? std::string()
+                   : "not HOST:PORT (e.g. 127.0.0.1:9470, [::1]:9470) or off";
+      });
   run->add_option("--log-level", run_options.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -122,6 +144,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
       ->group("QEMU driver");
+  run->add_option("--cloud-hypervisor-bin", run_options.cloud_hypervisor_binary,
+                  "cloud-hypervisor driver: the Cloud Hypervisor program (a path, or a name "
+                  "found on PATH)")
+      ->capture_default_str()
+      ->group("Cloud Hypervisor driver");
   run->add_option("--fake-boot-delay", fake_boot_delay,
                   "fake driver: how long its guests take to become Ready")
       ->capture_default_str()
@@ -155,6 +182,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       err << "vmlet run: this binary cannot run the daemon\n";
       return 2;
     }
+    if (run_options.metrics_addr == "off") run_options.metrics_addr.clear();
     run_options.resync = *ParseDuration(resync);
     run_options.fake_boot_delay = *ParseDuration(fake_boot_delay);
     run_options.fake_shutdown_delay = *ParseDuration(fake_shutdown_delay);

@@ -20,9 +20,14 @@ struct RunOptions {
   int workers = 4;
   std::chrono::milliseconds resync = std::chrono::seconds(60);
   std::string log_level = "info";
+  // Where /metrics is served, "HOST:PORT"; empty: not served ("off" on the
+  // command line).
+  std::string metrics_addr = "127.0.0.1:9470";
   // The qemu driver: its program, and kvm, tcg or auto.
   std::string qemu_binary = "qemu-system-x86_64";
   std::string qemu_accel = "auto";
+  // The cloud-hypervisor driver's program: a path, or a name found on PATH.
+  std::string cloud_hypervisor_binary = "cloud-hypervisor";
   // The fake driver's simulated guest (for tests and benchmarks).
   std::chrono::milliseconds fake_boot_delay = std::chrono::milliseconds(500);
   std::chrono::milliseconds fake_shutdown_delay = std::chrono::milliseconds(100);
@@ -45,7 +50,9 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 //       otherwise.
 //   vmlet run --manifests DIR [--state-dir DIR] [--driver NAME] [--image-root DIR]...
 //             [--node-name NAME] [--workers N] [--resync DURATION]
+//             [--metrics-addr HOST:PORT|off]
 //             [--qemu-binary PATH] [--qemu-accel kvm|tcg|auto]
+//             [--cloud-hypervisor-bin PATH]
 //       Parses the flags into RunOptions and calls `run`.
 //   vmlet version (or --version)
 //       Prints "vmlet <version>".

@@ -10,16 +10,23 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "controller/cli.h"
 #include "controller/manager.h"
 #include "controller/state_store.h"
+#include "drivers/cloud_hypervisor/cloud_hypervisor_driver.h"
 #include "drivers/fake/fake_vm_driver.h"
 #include "drivers/host/proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
 #include "drivers/host/vmm_identity.h"
 #include "drivers/qemu/qemu_driver.h"
+#include "manifests/manifest_error.h"
+#include "metrics/metered_driver.h"
+#include "metrics/metrics_endpoint.h"
+#include "metrics/vmlet_metrics.h"
 
 namespace {
 
@@ -38,6 +45,57 @@ std::string HostName() {
   char name[256] = {};
   if (gethostname(name, sizeof name - 1) != 0) return "localhost";
   return name;
+}
+
+// Every value of the `reason` label of vmlet_manifest_errors_total.
+std::vector<std::string> ManifestErrorReasons() {
+  std::vector<std::string> reasons;
+  // ErrorKind's values run from kIo to kUnsupportedByDriver.
+  for (int kind = static_cast<int>(manifests::ErrorKind::kIo);
+       kind <= static_cast<int>(manifests::ErrorKind::kUnsupportedByDriver); ++kind) {
+    reasons.emplace_back(manifests::ErrorKindName(static_cast<manifests::ErrorKind>(kind)));
+  }
+  return reasons;
+}
+
+// The controller's hooks, each feeding its metric (DESIGN §8).
+controller::ReconcilerHooks ReconcilerMetrics(metrics::VmletMetrics& m) {
+  controller::ReconcilerHooks hooks;
+  hooks.identity_mismatch = [&m](const std::string& driver) { m.CountIdentityMismatch(driver); };
+  hooks.boot_duration = [&m](const std::string& driver, double s) { m.ObserveBoot(driver, s); };
+  hooks.restarted = [&m](const api::VmKey& key, const std::string& reason) {
+    m.CountRestart(key, reason);
+  };
+  hooks.phase_changed = [&m](const api::VmKey&, const std::string& driver, const std::string& from,
+                             const std::string& to, double seconds) {
+    m.ObservePhaseTransition(driver, from, to, seconds);
+  };
+  hooks.forgotten = [&m](const api::VmKey& key) { m.ForgetVm(key); };
+  hooks.status = [&m](const api::VmKey& key, const std::string& driver, const std::string& phase,
+                      const std::string& desired) { m.SetVmStatus(key, driver, phase, desired); };
+  return hooks;
+}
+
+controller::WorkQueueMetrics QueueMetrics(metrics::VmletMetrics& m) {
+  controller::WorkQueueMetrics hooks;
+  hooks.depth = [&m](size_t depth) { m.SetQueueDepth(depth); };
+  hooks.add = [&m] { m.CountQueueAdd(); };
+  hooks.retry = [&m] { m.CountQueueRetry(); };
+  hooks.queue_duration = [&m](double seconds) { m.ObserveQueueDuration(seconds); };
+  return hooks;
+}
+
+controller::ManagerHooks ManagerMetrics(metrics::VmletMetrics& m) {
+  controller::ManagerHooks hooks;
+  hooks.reconciled = [&m](std::string_view result, double s) { m.CountReconcile(result, s); };
+  hooks.manifest_error = [&m](manifests::ErrorKind kind) {
+    m.CountManifestError(manifests::ErrorKindName(kind));
+  };
+  hooks.manifests = [&m](size_t valid, size_t invalid) {
+    m.SetManifestCounts(static_cast<double>(valid), static_cast<double>(invalid));
+  };
+  hooks.resynced = [&m] { m.MarkResync(); };
+  return hooks;
 }
 
 int RunDaemon(const controller::RunOptions& options) {
@@ -90,9 +148,28 @@ int RunDaemon(const controller::RunOptions& options) {
                qemu.accel(), qemu.accel_reason());
   drivers::VmmIdentity qemu_identity(proc_fs);
 
+  drivers::CloudHypervisorOptions ch_options;
+  ch_options.cloud_hypervisor_binary = options.cloud_hypervisor_binary;
+  drivers::CloudHypervisorDriver cloud_hypervisor(clock, proc_fs, launcher, ch_options);
+  if (api::Status s = cloud_hypervisor.Start(); !s.ok()) {
+    spdlog::critical("cloud-hypervisor driver: {}", s.ToString());
+    return 1;
+  }
+  drivers::VmmIdentity cloud_hypervisor_identity(proc_fs);
+
+  metrics::VmletMetrics vmlet_metrics(clock, {VMLET_VERSION,
+                                              {std::string(fake.name()), std::string(qemu.name()),
+                                               std::string(cloud_hypervisor.name())},
+                                              ManifestErrorReasons()});
+  // The controller sees each driver through a decorator that counts and times
+  // its calls; the identity checkers are the drivers' own.
+  metrics::MeteredDriver metered_fake(fake, vmlet_metrics, clock);
+  metrics::MeteredDriver metered_qemu(qemu, vmlet_metrics, clock);
+  metrics::MeteredDriver metered_cloud_hypervisor(cloud_hypervisor, vmlet_metrics, clock);
   std::map<std::string, controller::DriverSlot> drivers = {
-      {"fake", {&fake, &fake_identity}},
-      {"qemu", {&qemu, &qemu_identity}},
+      {"fake", {&metered_fake, &fake_identity}},
+      {"qemu", {&metered_qemu, &qemu_identity}},
+      {"cloud-hypervisor", {&metered_cloud_hypervisor, &cloud_hypervisor_identity}},
   };
   if (!drivers.contains(options.default_driver)) {
     std::string available;
@@ -109,7 +186,19 @@ int RunDaemon(const controller::RunOptions& options) {
   manager_options.node_name = options.node_name.empty() ? HostName() : options.node_name;
   manager_options.workers = options.workers;
   manager_options.resync = options.resync;
-  controller::Manager manager(manager_options, clock, store, drivers, {});
+  controller::Manager manager(manager_options, clock, store, drivers,
+                              ReconcilerMetrics(vmlet_metrics), QueueMetrics(vmlet_metrics),
+                              ManagerMetrics(vmlet_metrics));
+
+  metrics::MetricsEndpoint metrics_endpoint(options.metrics_addr, vmlet_metrics.registry());
+  if (!options.metrics_addr.empty()) {
+    if (api::Status s = metrics_endpoint.Start(); !s.ok()) {
+      spdlog::critical("--metrics-addr: {}", s.ToString());
+      return 1;
+    }
+    spdlog::info("event=MetricsServing addr={} port={} path=/metrics", options.metrics_addr,
+                 metrics_endpoint.port());
+  }
   if (api::Status s = manager.Start(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
     return 1;
@@ -120,7 +209,9 @@ int RunDaemon(const controller::RunOptions& options) {
   sigwait(&signals, &signal);
   spdlog::info("event=Stopping signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
   manager.Stop();
+  metrics_endpoint.Stop();
   qemu.Stop();
+  cloud_hypervisor.Stop();
   return 0;
 }
 

@@ -5,6 +5,8 @@
 #include <exception>
 #include <random>
 #include <set>
+#include <string_view>
+#include <vector>
 
 #include "controller/rate_limiter.h"
 
@@ -12,7 +14,7 @@ namespace vmlet::controller {
 
 Manager::Manager(Options options, api::Clock& clock, StateStore& store,
                  std::map<std::string, DriverSlot> drivers, ReconcilerHooks hooks,
-                 WorkQueueMetrics queue_metrics)
+                 WorkQueueMetrics queue_metrics, ManagerHooks manager_hooks)
     : options_(std::move(options)),
       clock_(clock),
       store_(store),
@@ -22,7 +24,8 @@ Manager::Manager(Options options, api::Clock& clock, StateStore& store,
              std::make_unique<ExponentialFailureRateLimiter>(std::chrono::milliseconds(5),
                                                              std::chrono::minutes(5)),
              std::move(queue_metrics)),
-      directory_(options_.manifests_dir, options_.parse) {
+      directory_(options_.manifests_dir, options_.parse),
+      hooks_(std::move(manager_hooks)) {
   auto jitter = [rng = std::make_shared<std::mt19937_64>(std::random_device{}()),
                  mu = std::make_shared<std::mutex>()] {
     std::lock_guard lock(*mu);
@@ -89,16 +92,28 @@ void Manager::OnSourceUpdate(const manifests::SourceUpdate& update) {
     spdlog::error("event=ManifestSourceError {} (nothing changes until it can be read)",
                   update.source_status.message());
   }
+  std::vector<manifests::ErrorKind> new_errors;
   {
-    // Log each error once, when it first appears.
+    // Log and count each error once, when it first appears.
     std::lock_guard lock(mu_);
     std::map<std::string, manifests::ManifestError> now;
     for (const manifests::ManifestError& e : update.errors) {
       std::string text = e.ToString();
-      if (!known_errors_.contains(text)) spdlog::warn("event=ManifestInvalid {}", text);
+      if (!known_errors_.contains(text) && !now.contains(text)) {
+        spdlog::warn("event=ManifestInvalid {}", text);
+        new_errors.push_back(e.kind);
+      }
       now.emplace(std::move(text), e);
     }
     known_errors_ = std::move(now);
+  }
+  if (hooks_.manifest_error) {
+    for (manifests::ErrorKind kind : new_errors) hooks_.manifest_error(kind);
+  }
+  if (hooks_.manifests) {
+    size_t valid = 0;
+    for (const auto& [key, vm] : update.snapshot->vms) valid += !update.invalid.contains(key);
+    hooks_.manifests(valid, update.invalid.size());
   }
   const bool first_sync = !desired_.synced();
   for (const api::VmKey& key : desired_.Apply(update)) queue_.Add(key);
@@ -112,14 +127,19 @@ void Manager::OnSourceUpdate(const manifests::SourceUpdate& update) {
 void Manager::Work() {
   while (std::optional<api::VmKey> key = queue_.Get()) {
     api::Status outcome;
+    std::string_view result_label = "error";
+    const api::Clock::MonotonicTime start = clock_.MonotonicNow();
     try {
       api::StatusOr<ReconcileResult> result = reconciler_->Reconcile(*key);
       if (result.ok()) {
         queue_.Forget(*key);
+        result_label = "success";
         if (result->requeue_after) {
           if (result->requeue_after->count() == 0) {
+            result_label = "requeue";
             queue_.Add(*key);
           } else {
+            result_label = "requeue_after";
             queue_.AddAfter(*key, *result->requeue_after);
           }
         }
@@ -135,6 +155,10 @@ void Manager::Work() {
       spdlog::error("namespace={} name={} event=ReconcilePanic {}", key->ns, key->name, e.what());
       queue_.AddRateLimited(*key);
     }
+    if (hooks_.reconciled) {
+      hooks_.reconciled(result_label,
+                        std::chrono::duration<double>(clock_.MonotonicNow() - start).count());
+    }
     ++passes_;
     if (pass_observer_) pass_observer_(*key, outcome);
     queue_.Done(*key);
@@ -148,6 +172,7 @@ void Manager::EnqueueAll() {
     keys.insert(known->begin(), known->end());
   }
   for (const api::VmKey& key : keys) queue_.Add(key);
+  if (hooks_.resynced) hooks_.resynced();
 }
 
 void Manager::Resync() {

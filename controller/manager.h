@@ -3,10 +3,13 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -18,8 +21,29 @@
 #include "controller/work_queue.h"
 #include "manifests/directory_source.h"
 #include "manifests/directory_watcher.h"
+#include "manifests/manifest_error.h"
 
 namespace vmlet::controller {
+
+// Hooks that feed the manager's own metrics; any of them may be empty. They
+// are called on worker, watcher and resync threads, without the manager's
+// mutex, and must be cheap.
+struct ManagerHooks {
+  // A reconcile pass ended: `result` is "success" (nothing more to do now),
+  // "requeue" (look again at once), "requeue_after" (look again after a
+  // delay) or "error" (retried with backoff; an exception counts here too);
+  // `seconds` is its duration on the monotonic clock.
+  std::function<void(std::string_view result, double seconds)> reconciled;
+  // A manifest error that the previous scan did not report (an error that
+  // persists across scans counts once): its kind.
+  std::function<void(manifests::ErrorKind kind)> manifest_error;
+  // After every scan: VMs whose manifest is valid, and VMs whose manifest is
+  // invalid (whether or not they keep a last good spec).
+  std::function<void(size_t valid, size_t invalid)> manifests;
+  // Every known VM was queued: each periodic resync, and once after the
+  // first full scan.
+  std::function<void()> resynced;
+};
 
 // Runs the controller: the manifest watcher feeds the desired cache, changed
 // keys go into the work queue, N workers reconcile them, and a periodic
@@ -44,10 +68,11 @@ class Manager {
   };
 
   // `drivers` maps driver names to the driver and its identity checker;
-  // `hooks` feed metrics. The clock, store and drivers outlive the manager.
+  // `hooks`, `queue_metrics` and `manager_hooks` feed metrics. The clock,
+  // store and drivers outlive the manager.
   Manager(Options options, api::Clock& clock, StateStore& store,
           std::map<std::string, DriverSlot> drivers, ReconcilerHooks hooks,
-          WorkQueueMetrics queue_metrics = {});
+          WorkQueueMetrics queue_metrics = {}, ManagerHooks manager_hooks = {});
   ~Manager();
 
   api::Status Start();
@@ -86,6 +111,7 @@ class Manager {
   std::thread resync_;
   std::atomic<uint64_t> passes_{0};
   std::function<void(const api::VmKey&, const api::Status&)> pass_observer_;
+  const ManagerHooks hooks_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -686,6 +686,12 @@ void Reconciler::WriteStatus(const api::VmKey& key, Runtime& rt, const DesiredEn
   }
   condition("Converged", converged, converged ? "Converged" : "Progressing", "");
 
+  if (hooks_.status) {
+    const std::string& driver = rt.record && rt.record->vmm ? rt.record->driver
+                                : want                      ? want->spec.driver
+                                                            : rt.driver;
+    hooks_.status(key, driver, status.phase, status.desired_state);
+  }
   if (status.phase != rt.phase) {
     if (hooks_.phase_changed && !rt.phase.empty()) {
       hooks_.phase_changed(key, rt.driver, rt.phase, status.phase, Seconds(now - rt.phase_since));

@@ -42,6 +42,13 @@ struct ReconcilerHooks {
       phase_changed;
   // A VM left this node's care (deleted and cleaned up).
   std::function<void(const api::VmKey&)> forgotten;
+  // After every pass that writes the VM's status, changed or not: its driver
+  // (the live VMM's, else the manifest's; empty when neither is known), phase
+  // and desired state ("Running", "Paused", "Stopped", "Deleted" or
+  // "Unknown"), as status.json shows them.
+  std::function<void(const api::VmKey&, const std::string& driver, const std::string& phase,
+                     const std::string& desired)>
+      status;
   std::function<void(const api::VmKey&, const Event&)> event;
 };
 

@@ -179,7 +179,7 @@ class QemuE2eTest : public ::testing::Test {
     logs_.push_back(log);
     ASSERT_EQ(vmlet_.Start(VMLET_BINARY,
                            {"run", "--manifests", manifests_, "--state-dir", state_, "--log-level",
-                            "debug", "--resync", "5s"},
+                            "debug", "--resync", "5s", "--metrics-addr", "off"},
                            log),
               "");
   }

@@ -174,6 +174,8 @@ class VmletRunTest : public ::testing::Test {
   }
 
   // Starts vmlet with its output going to vmlet-<n>.log in the temp dir.
+  // Without a metrics endpoint: tests run in parallel (metrics_test.cc
+  // covers it).
   void StartVmlet(const std::string& boot_delay, const std::string& shutdown_delay) {
     const std::string log = tmp_ + "/vmlet-" + std::to_string(logs_.size() + 1) + ".log";
     logs_.push_back(log);
@@ -181,7 +183,7 @@ class VmletRunTest : public ::testing::Test {
         vmlet_.Start(VMLET_BINARY,
                      {"run", "--manifests", manifests_, "--state-dir", state_, "--driver", "fake",
                       "--workers", "4", "--fake-boot-delay", boot_delay, "--fake-shutdown-delay",
-                      shutdown_delay, "--log-level", "info"},
+                      shutdown_delay, "--log-level", "info", "--metrics-addr", "off"},
                      log);
     ASSERT_EQ(error, "");
   }
