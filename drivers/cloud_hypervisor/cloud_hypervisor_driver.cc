@@ -128,7 +128,9 @@ CloudHypervisorDriver::CloudHypervisorDriver(api::Clock& clock, const ProcFs& pr
       proc_fs_(proc_fs),
       launcher_(launcher),
       options_(std::move(options)),
-      watcher_(clock) {}
+      watcher_(clock),
+      sidecars_(clock, proc_fs, launcher,
+                VirtiofsdSidecars::Options{.virtiofsd_binary = options_.virtiofsd_binary}) {}
 
 CloudHypervisorDriver::~CloudHypervisorDriver() { Stop(); }
 
@@ -162,10 +164,9 @@ std::vector<api::FieldError> CloudHypervisorDriver::CheckSpec(const api::VmSpec&
            "store");
   }
   if (spec.machine_id) reject("spec.machineId", "only the apple-vz driver uses a machine id");
-  if (!spec.shared_dirs.empty()) {
-    reject("spec.sharedDirs",
-           "the cloud-hypervisor driver does not run virtiofsd sidecars yet, so shared "
-           "directories cannot be served");
+  if (!spec.shared_dirs.empty() && ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
+    reject("spec.sharedDirs", "virtiofsd is not at " + options_.virtiofsd_binary +
+                                  " (Debian: package qemu-system-common)");
   }
   return errors;
 }
@@ -224,6 +225,13 @@ api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
   if (api::Status s = watcher_.Watch(vm_dir, serial); !s.ok()) {
     return s.WithContext("watching " + serial);
   }
+  // The sidecars first: CH connects to their sockets when it boots the VM.
+  api::StatusOr<std::vector<Sidecar>> sidecars =
+      sidecars_.Start(spec.shared_dirs, vm_dir, deadline);
+  if (!sidecars.ok()) {
+    watcher_.Unwatch(vm_dir);
+    return sidecars.status();
+  }
   // CH up to v52 cannot bind over a socket file left by a crash.
   api::Status removed = RemoveFile(socket);
   SpawnRequest request;
@@ -233,6 +241,7 @@ api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
       removed.ok() ? launcher_.Spawn(request) : removed.WithContext("stale API socket");
   if (!pid.ok()) {
     watcher_.Unwatch(vm_dir);
+    (void)sidecars_.StopAll(vm_dir);
     return pid.status();
   }
 
@@ -252,6 +261,7 @@ api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
   with_serial.serial_log = serial;
   if (api::Status s = BringUp(vm, with_serial, vm_dir, fd, deadline); !s.ok()) {
     Abandon(vm_dir, vm, fd);
+    (void)sidecars_.StopAll(vm_dir);
     return s;
   }
   return VmmHandle{std::string(name()), {*pid, vm.start_time_ticks}, *boot_id, vm_dir, socket};
@@ -493,6 +503,7 @@ api::Status CloudHypervisorDriver::Cleanup(const VmmHandle& handle, Deadline dea
   }
   if (vm) ReapIfChild(*vm);
   watcher_.Unwatch(handle.vm_dir);
+  if (api::Status s = sidecars_.StopAll(handle.vm_dir); !s.ok()) return s;
   // CH removes its socket when it exits in order, not when it is killed.
   return RemoveFile(handle.socket_path);
 }

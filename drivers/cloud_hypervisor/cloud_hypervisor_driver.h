@@ -14,6 +14,7 @@
 #include "drivers/host/proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/ready_marker_watcher.h"
+#include "drivers/host/virtiofsd_sidecars.h"
 #include "drivers/vm_driver.h"
 
 namespace vmlet::drivers {
@@ -28,6 +29,8 @@ struct CloudHypervisorOptions {
   std::vector<std::string> extra_args;
   // For spec.netns: the VMM runs as `<ip_binary> netns exec NAME ...`.
   std::string ip_binary = "ip";
+  // For spec.sharedDirs: one virtiofsd per dir (VirtiofsdSidecars).
+  std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
   // Kill(): how long vm.shutdown + vmm.shutdown (and the exit they cause)
   // may take in all before SIGKILL; at most half the time left before the
   // call's deadline, so that SIGKILL always gets the other half.
@@ -150,6 +153,7 @@ class CloudHypervisorDriver final : public VmDriver {
   ProcessLauncher& launcher_;
   const CloudHypervisorOptions options_;
   ReadyMarkerWatcher watcher_;
+  VirtiofsdSidecars sidecars_;
 
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<Vm>> vms_;  // by vm_dir; guarded by mu_ (the map only)

@@ -570,6 +570,64 @@ TEST_F(CloudHypervisorDriverTest, ACreateThatFailsKillsAndReapsTheVmmAndReturnsC
   EXPECT_FALSE(fs::exists(vm_dir_ + "/ch.sock"));
 }
 
+// --- Shared dirs: virtiofsd sidecars -------------------------------------
+
+// The sidecars' pids recorded in sidecars.json that are alive.
+std::vector<pid_t> LiveSidecars(const std::string& vm_dir) {
+  std::vector<pid_t> pids;
+  const json record = json::parse(ReadFile(vm_dir + "/sidecars.json"), nullptr, false);
+  if (!record.is_array()) return pids;
+  LinuxProcFs proc;
+  for (const json& s : record) {
+    api::StatusOr<ProcessInfo> info = proc.ReadProcess(s.value("pid", 0));
+    if (info.ok() && info->state != 'Z') pids.push_back(info->pid);
+  }
+  return pids;
+}
+
+TEST_F(CloudHypervisorDriverTest, SharedDirsGetAVirtiofsdSidecarEachThatCleanupEnds) {
+  if (::geteuid() != 0) GTEST_SKIP() << "virtiofsd's sandbox needs root";
+  MakeDriver();
+  const std::string rw = dir_ + "/rw", ro = dir_ + "/ro";
+  fs::create_directories(rw);
+  fs::create_directories(ro);
+  api::VmSpec spec = MinimalSpec();
+  spec.shared_dirs = {{rw, "rw", false}, {ro, "ro", true}};
+  ASSERT_TRUE(driver_->CheckSpec(spec).empty());
+  api::StatusOr<VmmHandle> handle = Boot(spec);
+  ASSERT_TRUE(handle.ok()) << handle.status();
+  EXPECT_EQ(LiveSidecars(vm_dir_).size(), 2u);
+  EXPECT_TRUE(fs::exists(vm_dir_ + "/virtiofs-rw.sock"));
+  EXPECT_TRUE(fs::exists(vm_dir_ + "/virtiofs-ro.sock"));
+  const std::vector<pid_t> sidecars = LiveSidecars(vm_dir_);
+
+  const ConfirmedVmm vmm = Confirm(*handle);
+  ASSERT_TRUE(driver_->Kill(vmm, In(kWait)).ok());
+  identity_.Forget(kKey);
+  ASSERT_TRUE(driver_->Cleanup(*handle, In(kWait)).ok());
+  handles_.clear();
+  LinuxProcFs proc;
+  for (pid_t pid : sidecars) {
+    api::StatusOr<ProcessInfo> info = proc.ReadProcess(pid);
+    EXPECT_TRUE(!info.ok() || info->state == 'Z') << "sidecar " << pid << " still runs";
+  }
+  EXPECT_FALSE(fs::exists(vm_dir_ + "/sidecars.json"));
+  EXPECT_FALSE(fs::exists(vm_dir_ + "/virtiofs-rw.sock"));
+}
+
+TEST_F(CloudHypervisorDriverTest, ABootThatFailsEndsTheSidecarsItStarted) {
+  if (::geteuid() != 0) GTEST_SKIP() << "virtiofsd's sandbox needs root";
+  MakeDriver({"--fake-fail", "vm.boot=500"});
+  const std::string rw = dir_ + "/rw";
+  fs::create_directories(rw);
+  api::VmSpec spec = MinimalSpec();
+  spec.shared_dirs = {{rw, "rw", false}};
+  api::StatusOr<VmmHandle> handle = Boot(spec);
+  ASSERT_FALSE(handle.ok());
+  EXPECT_TRUE(LiveSidecars(vm_dir_).empty());
+  EXPECT_FALSE(fs::exists(vm_dir_ + "/sidecars.json"));
+}
+
 TEST_F(CloudHypervisorDriverTest, ABootThatFailsKillsTheVmm) {
   MakeDriver({"--fake-fail", "vm.boot=500"});
   api::StatusOr<VmmHandle> handle = Boot();

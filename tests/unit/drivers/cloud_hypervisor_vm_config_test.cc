@@ -135,13 +135,21 @@ TEST_F(CloudHypervisorCheckSpecTest, AcceptsEverythingCloudHypervisorCanRun) {
   EXPECT_EQ(driver_.name(), "cloud-hypervisor");
 }
 
-TEST_F(CloudHypervisorCheckSpecTest, RejectsSharedDirsUntilVirtiofsdSidecarsExist) {
+TEST_F(CloudHypervisorCheckSpecTest, SharedDirsNeedVirtiofsd) {
   api::VmSpec spec = MinimalSpec();
   spec.shared_dirs = {{"/srv/web", "web", true}};
-  const std::vector<api::FieldError> errors = driver_.CheckSpec(spec);
+  CloudHypervisorOptions without;
+  without.virtiofsd_binary = "/nonexistent/virtiofsd";
+  CloudHypervisorDriver driver(clock_, proc_fs_, launcher_, without);
+  const std::vector<api::FieldError> errors = driver.CheckSpec(spec);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0].field, "spec.sharedDirs");
-  EXPECT_THAT(errors[0].reason, ::testing::HasSubstr("virtiofsd"));
+  EXPECT_EQ(errors[0].reason,
+            "virtiofsd is not at /nonexistent/virtiofsd (Debian: package qemu-system-common)");
+
+  CloudHypervisorOptions with;
+  with.virtiofsd_binary = "/bin/true";  // any executable will do for the check
+  EXPECT_TRUE(CloudHypervisorDriver(clock_, proc_fs_, launcher_, with).CheckSpec(spec).empty());
 }
 
 TEST_F(CloudHypervisorCheckSpecTest, RejectsWhatBelongsToOtherDrivers) {
