@@ -79,8 +79,8 @@ std::vector<std::string> ChCommandLine(const api::VmSpec& spec, const std::strin
 // the guest powering off: Stopped, unless the guest panicked); and the end of
 // serial.log ("Kernel panic" is Failed, "reboot: Power down" is Stopped).
 //
-// Not yet: sharedDirs (virtiofsd sidecars); CheckSpec() rejects them,
-// though ChVmConfig() maps them already.
+// sharedDirs: one virtiofsd sidecar per dir (VirtiofsdSidecars), started
+// before the VMM, ended by Cleanup() and by a failed Boot().
 //
 // Start() before use (it starts the marker watcher's thread); Stop() before
 // destruction. Thread-safe; calls for one VM must not run concurrently (the
