@@ -374,8 +374,17 @@ api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::st
                                       (why.empty() ? "" : ": " + why));
     }
     if (clock_.MonotonicNow() >= deadline) {
+      // No handle is returned, so nothing would ever look after this QEMU:
+      // it must not outlive the failed boot. It is our unreaped child, so
+      // the pidfd names it and nothing else.
+      if (pidfd.ok() && pidfd->valid()) {
+        (void)SignalPidFd(pidfd->get(), SIGKILL);
+        WaitExit(pidfd->get(), clock_.MonotonicNow() + std::chrono::seconds(5));
+      }
+      ReapIfChild(*raw);
+      (void)sidecars_.StopAll(vm_dir);
       return api::Status::DeadlineExceeded("qemu pid " + std::to_string(*pid) +
-                                           " did not show its command line in time");
+                                           " did not show its command line in time; killed");
     }
     if (pidfd.ok() && pidfd->valid()) {
       pollfd pfd{.fd = pidfd->get(), .events = POLLIN, .revents = 0};
