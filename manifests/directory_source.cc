@@ -85,7 +85,8 @@ api::StatusOr<ManifestDirectory::ParsedFile> ManifestDirectory::Parse(
   // sees a newer stat than the one cached and reads it again.
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
-    return api::Status::Unavailable("cannot stat " + path + ": " + std::strerror(errno));
+    const std::string why = "cannot stat " + path + ": " + std::strerror(errno);
+    return errno == ENOENT ? api::Status::NotFound(why) : api::Status::Unavailable(why);
   }
   ParsedFile parsed;
   parsed.stat = {st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim};
@@ -142,6 +143,9 @@ SourceUpdate ManifestDirectory::Rescan() {
   for (const std::string& path : listing->files) {
     if (files.contains(path)) continue;
     api::StatusOr<ParsedFile> parsed = Parse(path, *previous);
+    // Removed between the listing and the read (`rm *.yaml`, a git checkout):
+    // gone, like a file the listing did not show, not a broken manifest.
+    if (!parsed.ok() && parsed.status().IsNotFound()) continue;
     if (!parsed.ok()) {
       errors.push_back(FileError(path, parsed.status().message()));
       unknown_files.emplace(path, errors.back());
