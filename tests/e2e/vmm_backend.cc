@@ -1,0 +1,164 @@
+#include "tests/e2e/vmm_backend.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "drivers/qemu/qmp_client.h"
+#include "tests/e2e/e2e_fixture.h"
+
+namespace vmlet::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using std::chrono::seconds;
+
+constexpr char kPowerDownLine[] = "reboot: Power down";
+
+class QemuBackend final : public VmmBackend {
+ public:
+  std::string Prepare(const std::string&) override { return ""; }
+  std::vector<std::string> VmletFlags() const override { return {}; }
+  // qemu is vmlet's default driver: the manifests do not name it.
+  std::string ManifestSpecLines() const override { return ""; }
+  // No NIC: the guest's init reports the loopback address.
+  std::string ReadyIp() const override { return "127.0.0.1"; }
+
+  std::vector<pid_t> VmmPids(const std::string& dir) const override {
+    return PidsWithArgument([&](const std::string& arg) {
+      return arg.rfind("unix:" + dir + "/", 0) == 0 && arg.find("/qmp.sock,") != std::string::npos;
+    });
+  }
+
+  // QMP `query-status` on the VM's own socket.
+  std::string RunState(const std::string& vm_dir) const override {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+    api::StatusOr<drivers::QmpClientPtr> qmp =
+        drivers::QmpClient::Connect(vm_dir + "/qmp.sock", deadline);
+    if (!qmp.ok()) return "error: " + qmp.status().ToString();
+    api::StatusOr<json> status = (*qmp)->Execute("query-status", nullptr, deadline);
+    if (!status.ok()) return "error: " + status.status().ToString();
+    return status->value("status", "");
+  }
+
+  std::string MissingPowerOffEvidence(const std::string& vm_dir) const override {
+    const std::string serial = ReadFile(vm_dir + "/serial.log");
+    if (serial.find(kPowerDownLine) != std::string::npos) return "";
+    return "no \"" + std::string(kPowerDownLine) + "\" in serial.log:\n" + serial;
+  }
+};
+
+// The events Cloud Hypervisor writes with --event-monitor: pretty-printed
+// JSON objects, each followed by an empty line. Returns "source event" per
+// event, in order.
+std::vector<std::string> ReadChEvents(const std::string& path) {
+  std::istringstream lines(ReadFile(path));
+  std::vector<std::string> events;
+  std::string chunk;
+  auto flush = [&] {
+    const json event = json::parse(chunk, nullptr, false);
+    if (event.is_object()) {
+      events.push_back(event.value("source", "?") + " " + event.value("event", "?"));
+    }
+    chunk.clear();
+  };
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) {
+      flush();
+    } else {
+      chunk += line + "\n";
+    }
+  }
+  flush();
+  return events;
+}
+
+class CloudHypervisorBackend final : public VmmBackend {
+ public:
+  explicit CloudHypervisorBackend(std::string fake_binary) : fake_binary_(std::move(fake_binary)) {}
+
+  std::string Prepare(const std::string& work_dir) override {
+    const fs::path bin = fs::path(work_dir) / "bin";
+    std::error_code ec;
+    fs::create_directories(bin, ec);
+    if (ec) return "cannot create " + bin.string() + ": " + ec.message();
+    wrapper_ = (bin / fs::path(fake_binary_).filename()).string();
+    {
+      std::ofstream out(wrapper_, std::ios::trunc);
+      out << "#!/bin/sh\n"
+             "exec '"
+          << fake_binary_ << "' --fake-boot-delay-ms " << kBootDelayMs << " \"$@\"\n";
+      if (!out) return "cannot write " + wrapper_;
+    }
+    fs::permissions(wrapper_, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec) return "cannot make " + wrapper_ + " executable: " + ec.message();
+    return "";
+  }
+
+  std::vector<std::string> VmletFlags() const override {
+    return {"--cloud-hypervisor-bin", wrapper_};
+  }
+  std::string ManifestSpecLines() const override { return "  driver: cloud-hypervisor\n"; }
+  // fake-cloud-hypervisor's default --fake-ready-ip.
+  std::string ReadyIp() const override { return "10.0.2.15"; }
+
+  std::vector<pid_t> VmmPids(const std::string& dir) const override {
+    return PidsWithArgument([&](const std::string& arg) {
+      return arg.rfind("path=" + dir + "/", 0) == 0 && arg.ends_with("/ch.sock");
+    });
+  }
+
+  // GET /api/v1/vm.info on the VM's API socket: its "state", as QMP words.
+  std::string RunState(const std::string& vm_dir) const override {
+    const HttpReply reply = HttpGet("http://localhost/api/v1/vm.info", vm_dir + "/ch.sock");
+    if (!reply.error.empty()) return "error: " + reply.error;
+    if (reply.status != 200) {
+      return "error: HTTP " + std::to_string(reply.status) + ": " + reply.body;
+    }
+    const json info = json::parse(reply.body, nullptr, false);
+    const std::string state = info.is_object() ? info.value("state", "") : "";
+    if (state == "Running") return "running";
+    if (state == "Paused") return "paused";
+    return "cloud-hypervisor state \"" + state + "\"";
+  }
+
+  std::string MissingPowerOffEvidence(const std::string& vm_dir) const override {
+    const std::string serial = ReadFile(vm_dir + "/serial.log");
+    if (serial.find(kPowerDownLine) == std::string::npos) {
+      return "no \"" + std::string(kPowerDownLine) + "\" in serial.log:\n" + serial;
+    }
+    // The guest's poweroff shuts the VM down after it booted, and the VMM
+    // ends with it (CH without --no-shutdown).
+    const std::vector<std::string> events = ReadChEvents(vm_dir + "/events.json");
+    const auto booted = std::find(events.rbegin(), events.rend(), "vm booted");
+    const bool shut_down_after_boot =
+        booted != events.rend() && std::find(events.rbegin(), booted, "vm shutdown") != booted;
+    if (shut_down_after_boot && events.back() == "vmm shutdown") return "";
+    std::string seen;
+    for (const std::string& event : events) seen += "\n  " + event;
+    return "events.json has no vm shutdown after vm booted, or does not end with vmm "
+           "shutdown:" +
+           seen;
+  }
+
+ private:
+  // The simulated guest's boot time (the QEMU guest's is about 3 s).
+  static constexpr int kBootDelayMs = 3000;
+
+  const std::string fake_binary_;
+  std::string wrapper_;  // set by Prepare()
+};
+
+}  // namespace
+
+VmmBackendPtr MakeQemuBackend() { return std::make_unique<QemuBackend>(); }
+
+VmmBackendPtr MakeCloudHypervisorBackend(std::string fake_binary) {
+  return std::make_unique<CloudHypervisorBackend>(std::move(fake_binary));
+}
+
+}  // namespace vmlet::testing

@@ -1,0 +1,70 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vmlet::testing {
+
+// What the end-to-end scenarios need to know about one driver and its VMM,
+// so that each scenario is written once and runs for every driver: how vmlet
+// is told to use it, how its VMM processes are found in /proc, how the
+// hypervisor itself is asked whether the VM runs, and what proves that the
+// guest powered itself off. Everything is checked from outside, the way an
+// operator would; nothing here shares code with the driver under test.
+//
+// Not thread-safe; one test thread uses it.
+class VmmBackend {
+ public:
+  virtual ~VmmBackend() = default;
+
+  // Makes what the backend needs under `work_dir` (this test's own
+  // temporary directory). Returns "" on success, else why not.
+  virtual std::string Prepare(const std::string& work_dir) = 0;
+
+  // Flags added to `vmlet run` (after Prepare()).
+  virtual std::vector<std::string> VmletFlags() const = 0;
+
+  // Lines appended to every manifest's spec (each "  key: value\n").
+  virtual std::string ManifestSpecLines() const = 0;
+
+  // The address the guest reports in its ready marker.
+  virtual std::string ReadyIp() const = 0;
+
+  // Live (not zombie) VMM processes whose command line names `dir` (a VM's
+  // directory, or a directory above VM directories) as the place of their
+  // control socket.
+  virtual std::vector<pid_t> VmmPids(const std::string& dir) const = 0;
+
+  // The hypervisor's own answer on the VM's control socket: "running",
+  // "paused", another state in the hypervisor's words, or "error: ...".
+  virtual std::string RunState(const std::string& vm_dir) const = 0;
+
+  // "" when the files of `vm_dir` show that the guest powered itself off
+  // (the ACPI power button, not a kill); else what is missing, with the
+  // evidence read.
+  virtual std::string MissingPowerOffEvidence(const std::string& vm_dir) const = 0;
+};
+
+using VmmBackendPtr = std::unique_ptr<VmmBackend>;
+
+// QEMU (the `qemu` driver) booting the test guest: VMMs are found by their
+// `-qmp unix:<vm_dir>/qmp.sock,...` argument and asked with QMP
+// `query-status`; a power-off shows as "reboot: Power down" in serial.log.
+VmmBackendPtr MakeQemuBackend();
+
+// fake-cloud-hypervisor at `fake_binary` (the `cloud-hypervisor` driver).
+// Prepare() writes `<work_dir>/bin/fake-cloud-hypervisor`, a script that
+// runs `fake_binary` with a guest boot time of 3 s (like the QEMU guest's,
+// so that a VM is still booting for a while), and vmlet gets it as
+// --cloud-hypervisor-bin; after its exec the VMM is `fake_binary` itself
+// (same file name, so vmlet's /proc search recognises it). VMMs are found by
+// their `--api-socket path=<vm_dir>/ch.sock` argument and asked with
+// `GET /api/v1/vm.info` (libcurl on the Unix socket); a power-off shows as
+// the guest's "reboot: Power down" in serial.log followed by CH's
+// `vm shutdown` and `vmm shutdown` events in events.json.
+VmmBackendPtr MakeCloudHypervisorBackend(std::string fake_binary);
+
+}  // namespace vmlet::testing
