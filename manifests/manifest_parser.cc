@@ -24,6 +24,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The fields of each mapping a manifest holds: the parser accepts exactly
+// these, and ManifestFieldPaths() lists them for the documentation's test.
+const std::vector<std::string_view> kTopFields = {"apiVersion", "kind", "metadata", "spec"};
+const std::vector<std::string_view> kMetadataFields = {"name", "namespace", "labels"};
+const std::vector<std::string_view> kSpecFields = {
+    "desiredState", "restartPolicy", "driver",
+    "nodeName",     "kernel",        "initramfs",
+    "cmdline",      "rootDisk",      "dataDisk",
+    "seedIso",      "cpus",          "memoryMb",
+    "networks",     "sharedDirs",    "netns",
+    "vsock",        "machineId",     "efiVariableStore",
+    "rosetta",      "readiness",     "stopGracePeriodSeconds"};
+const std::vector<std::string_view> kReadinessFields = {"timeoutSeconds"};
+const std::vector<std::string_view> kNetworkFields = {"tap", "mac"};
+const std::vector<std::string_view> kSharedDirFields = {"hostPath", "tag", "readOnly"};
+
 // The type a YAML scalar (or node) has under the YAML 1.2 core schema, which
 // is also how JSON reads: plain `2` is an integer, quoted "2" a string.
 enum class ValueType {
@@ -226,8 +242,7 @@ class DocumentParser {
             ErrorKind::kWrongType);
       return std::nullopt;
     }
-    static const std::vector<std::string_view> kTop = {"apiVersion", "kind", "metadata", "spec"};
-    Fields top = Mapping(doc, "", kTop);
+    Fields top = Mapping(doc, "", kTopFields);
     Constant(top, doc, "apiVersion", kApiVersion);
     Constant(top, doc, "kind", kKind);
 
@@ -550,8 +565,7 @@ class DocumentParser {
       WrongType(node, "metadata", "a mapping");
       return;
     }
-    static const std::vector<std::string_view> kKnown = {"name", "namespace", "labels"};
-    Fields fields = Mapping(node, "metadata", kKnown);
+    Fields fields = Mapping(node, "metadata", kMetadataFields);
     if (const Entry* name = Required(fields, node, "name", "metadata")) {
       if (auto v = String(name->value, "metadata.name")) spec.name = *v;
     }
@@ -582,15 +596,7 @@ class DocumentParser {
       WrongType(node, "spec", "a mapping");
       return;
     }
-    static const std::vector<std::string_view> kKnown = {
-        "desiredState", "restartPolicy", "driver",
-        "nodeName",     "kernel",        "initramfs",
-        "cmdline",      "rootDisk",      "dataDisk",
-        "seedIso",      "cpus",          "memoryMb",
-        "networks",     "sharedDirs",    "netns",
-        "vsock",        "machineId",     "efiVariableStore",
-        "rosetta",      "readiness",     "stopGracePeriodSeconds"};
-    Fields f = Mapping(node, "spec", kKnown);
+    Fields f = Mapping(node, "spec", kSpecFields);
 
     Enum(f, "desiredState", "spec", &api::ParseDesiredState, "Running, Paused, Stopped",
          spec.desired_state);
@@ -657,7 +663,7 @@ class DocumentParser {
       WrongType(node, "spec.readiness", "a mapping");
       return;
     }
-    Fields f = Mapping(node, "spec.readiness", {"timeoutSeconds"});
+    Fields f = Mapping(node, "spec.readiness", kReadinessFields);
     if (const Entry* e = NonNull(f, "timeoutSeconds")) {
       if (auto v = Seconds(e->value, "spec.readiness.timeoutSeconds")) {
         spec.readiness_timeout = *v;
@@ -680,7 +686,7 @@ class DocumentParser {
         spec.networks.push_back(std::move(net));
         continue;
       }
-      Fields f = Mapping(item, path, {"tap", "mac"});
+      Fields f = Mapping(item, path, kNetworkFields);
       if (const Entry* tap = Required(f, item, "tap", path)) {
         if (auto v = String(tap->value, path + ".tap")) net.tap = *v;
       }
@@ -704,7 +710,7 @@ class DocumentParser {
         spec.shared_dirs.push_back(std::move(dir));
         continue;
       }
-      Fields f = Mapping(item, path, {"hostPath", "tag", "readOnly"});
+      Fields f = Mapping(item, path, kSharedDirFields);
       if (const Entry* e = Required(f, item, "hostPath", path)) {
         if (auto v = String(e->value, path + ".hostPath")) dir.host_path = *v;
       }
@@ -1026,6 +1032,23 @@ ParseResult ParseManifest(std::string_view file, std::string_view content,
                ErrorKind::kNoDocuments);
   }
   return result;
+}
+
+const std::vector<std::string>& ManifestFieldPaths() {
+  static const std::vector<std::string> paths = [] {
+    std::vector<std::string> out;
+    auto add = [&out](std::string_view prefix, const std::vector<std::string_view>& fields) {
+      for (std::string_view f : fields) out.push_back(std::string(prefix) + std::string(f));
+    };
+    add("", kTopFields);
+    add("metadata.", kMetadataFields);
+    add("spec.", kSpecFields);
+    add("spec.readiness.", kReadinessFields);
+    add("spec.networks[].", kNetworkFields);
+    add("spec.sharedDirs[].", kSharedDirFields);
+    return out;
+  }();
+  return paths;
 }
 
 }  // namespace vmlet::manifests

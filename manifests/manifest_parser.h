@@ -57,4 +57,10 @@ ParseResult ParseManifest(std::string_view file, std::string_view content,
 // the same on every host and every vmlet version.
 std::string DefaultMac(const api::VmKey& key, size_t index);
 
+// Every field a manifest may hold, as a path ("spec.networks[].mac"), in
+// the order the parser declares them: the parser accepts exactly these
+// (anything else is an unknown field). docs/manifests.md's field reference is
+// checked against this list by a test.
+const std::vector<std::string>& ManifestFieldPaths();
+
 }  // namespace vmlet::manifests
