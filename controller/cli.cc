@@ -1,10 +1,16 @@
 #include "controller/cli.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <CLI/CLI.hpp>
+#include <cctype>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "api/validation.h"
+#include "controller/status_api.h"
+#include "drivers/host/real_clock.h"
 #include "manifests/manifest_files.h"
 
 namespace vmlet::controller {
@@ -35,6 +41,181 @@ bool IsHostPort(std::string_view addr) {
     if (c < '0' || c > '9') return false;
   }
   return std::stoi(std::string(port)) <= 65535;
+}
+
+// `vmlet get` and `vmlet describe`: the API's address and what to show.
+struct ClientOptions {
+  std::string api_addr = "127.0.0.1:9471";
+  std::string output;  // "", wide, json, yaml
+  std::string ns = "default";
+  bool all_namespaces = false;
+  std::string name;
+};
+
+constexpr std::chrono::seconds kClientTimeout{10};
+constexpr const char* kTableAccept =
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
+// Why nothing answered, and what to check.
+void PrintUnreachable(const ClientOptions& options, const api::Status& why, std::ostream& err) {
+  err << "vmlet: cannot reach the vmlet API at " << options.api_addr << " (" << why.message()
+      << "): is `vmlet run` running here, serving its API there (--api-addr)?\n";
+}
+
+// kubectl's wording for an error reply: "Error from server (REASON): MESSAGE".
+void PrintServerError(const ApiResponse& response, std::ostream& err) {
+  nlohmann::json status = nlohmann::json::parse(response.body, nullptr, false);
+  if (status.is_object() && status.value("kind", "") == "Status") {
+    err << "Error from server (" << status.value("reason", "Unknown")
+        << "): " << status.value("message", "") << "\n";
+  } else {
+    err << "Error from server: HTTP " << response.code << ": " << response.body << "\n";
+  }
+}
+
+// GETs `path` and parses the JSON reply; prints why on `err` and returns
+// nothing when there is no JSON 200 reply.
+std::optional<nlohmann::json> Fetch(const ClientOptions& options, const std::string& path,
+                                    const std::string& accept, std::ostream& err) {
+  api::StatusOr<ApiResponse> response = ApiGet(options.api_addr, path, accept, kClientTimeout);
+  if (!response.ok()) {
+    PrintUnreachable(options, response.status(), err);
+    return std::nullopt;
+  }
+  if (response->code != 200) {
+    PrintServerError(*response, err);
+    return std::nullopt;
+  }
+  nlohmann::json body = nlohmann::json::parse(response->body, nullptr, false);
+  if (body.is_discarded()) {
+    err << "vmlet: the API at " << options.api_addr << " answered " << path
+        << " with something that is not JSON\n";
+    return std::nullopt;
+  }
+  return body;
+}
+
+// Strings a YAML reader would take for another type are quoted.
+bool LooksTyped(const std::string& s) {
+  if (s.empty()) return true;
+  std::string lower;
+  for (char c : s) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* word : {"true", "false", "yes", "no", "on", "off", "null", "~", "y", "n"}) {
+    if (lower == word) return true;
+  }
+  const char first = s.front();
+  return std::isdigit(static_cast<unsigned char>(first)) || first == '-' || first == '+' ||
+         first == '.';
+}
+
+void EmitYaml(YAML::Emitter& out, const nlohmann::json& j) {
+  // Empty maps and lists as {} and [], as kubectl prints them.
+  if ((j.is_object() || j.is_array()) && j.empty()) out << YAML::Flow;
+  if (j.is_object()) {
+    out << YAML::BeginMap;
+    for (const auto& [key, value] : j.items()) {
+      out << YAML::Key << key << YAML::Value;
+      EmitYaml(out, value);
+    }
+    out << YAML::EndMap;
+  } else if (j.is_array()) {
+    out << YAML::BeginSeq;
+    for (const nlohmann::json& value : j) EmitYaml(out, value);
+    out << YAML::EndSeq;
+  } else if (j.is_string()) {
+    const std::string& text = j.get_ref<const std::string&>();
+    if (LooksTyped(text)) out << YAML::DoubleQuoted;
+    out << text;
+  } else if (j.is_boolean()) {
+    out << j.get<bool>();
+  } else if (j.is_number_unsigned()) {
+    out << j.get<uint64_t>();
+  } else if (j.is_number_integer()) {
+    out << j.get<int64_t>();
+  } else if (j.is_number_float()) {
+    out << j.get<double>();
+  } else {
+    out << YAML::Null;
+  }
+}
+
+int Get(const ClientOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.all_namespaces && !options.name.empty()) {
+    err << "vmlet get: a VM cannot be got by name across all namespaces (-A): name a "
+           "namespace with -n\n";
+    return 2;
+  }
+  std::string path = "/apis/vmlet.dev/v1alpha1/";
+  if (options.all_namespaces) {
+    path += "virtualmachines";
+  } else {
+    path += "namespaces/" + options.ns + "/virtualmachines";
+    if (!options.name.empty()) path += "/" + options.name;
+  }
+  const bool table = options.output.empty() || options.output == "wide";
+  std::optional<nlohmann::json> body =
+      Fetch(options, path, table ? kTableAccept : "application/json", err);
+  if (!body) return 1;
+  if (table) {
+    if (body->value("rows", nlohmann::json::array()).empty()) {
+      if (options.all_namespaces) {
+        err << "No resources found\n";
+      } else {
+        err << "No resources found in " << options.ns << " namespace.\n";
+      }
+      return 0;
+    }
+    out << RenderTable(*body, options.output == "wide", options.all_namespaces);
+    return 0;
+  }
+  if (options.name.empty()) {
+    // kubectl prints a list as a v1 List.
+    body = nlohmann::json{{"apiVersion", "v1"},
+                          {"kind", "List"},
+                          {"metadata", {{"resourceVersion", ""}}},
+                          {"items", body->value("items", nlohmann::json::array())}};
+  }
+  if (options.output == "json") {
+    out << body->dump(4) << "\n";
+  } else {
+    YAML::Emitter yaml;
+    EmitYaml(yaml, *body);
+    out << yaml.c_str() << "\n";
+  }
+  return 0;
+}
+
+int Describe(ClientOptions options, const std::string& target, std::ostream& out,
+             std::ostream& err) {
+  const size_t slash = target.find('/');
+  if (slash != std::string::npos) {
+    options.ns = target.substr(0, slash);
+    options.name = target.substr(slash + 1);
+  } else {
+    options.name = target;
+  }
+  if (!api::ValidateName(options.ns).ok() || !api::ValidateName(options.name).ok()) {
+    err << "vmlet describe: \"" << target << "\" is not NAMESPACE/NAME (or NAME)\n";
+    return 2;
+  }
+  std::optional<nlohmann::json> vm = Fetch(
+      options,
+      "/apis/vmlet.dev/v1alpha1/namespaces/" + options.ns + "/virtualmachines/" + options.name,
+      "application/json", err);
+  if (!vm) return 1;
+  // The query kubectl describe sends for an object's events.
+  const std::string selector = "involvedObject.name=" + options.name +
+                               ",involvedObject.namespace=" + options.ns +
+                               ",involvedObject.kind=VirtualMachine,involvedObject.uid=" +
+                               (*vm)["metadata"].value("uid", "");
+  std::optional<nlohmann::json> events = Fetch(
+      options,
+      "/api/v1/namespaces/" + options.ns + "/events?fieldSelector=" + EncodeQueryValue(selector),
+      "application/json", err);
+  if (!events) return 1;
+  drivers::RealClock clock;
+  out << RenderDescribe(*vm, *events, clock.WallNow());
+  return 0;
 }
 
 }  // namespace
@@ -132,6 +313,15 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    ? std::string()
                    : "not HOST:PORT (e.g. 127.0.0.1:9470, [::1]:9470) or off";
       });
+  run->add_option("--api-addr", run_options.api_addr,
+                  "Serve the read API (Kubernetes-shaped, for kubectl and `vmlet get`) at "
+                  "http://HOST:PORT/; \"off\" or \"\" to serve none")
+      ->capture_default_str()
+      ->check([](const std::string& addr) {
+        return addr.empty() || addr == "off" || IsHostPort(addr)
+                   ? std::string()
+                   : "not HOST:PORT (e.g. 127.0.0.1:9471, [::1]:9471) or off";
+      });
   run->add_option("--log-level", run_options.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
@@ -160,6 +350,30 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->check(duration)
       ->group("Fake driver");
 
+  ClientOptions client;
+  auto api_addr_option = [](CLI::App* command, ClientOptions& options) {
+    command->add_option("--api-addr", options.api_addr, "Where `vmlet run` serves its API")
+        ->capture_default_str()
+        ->check([](const std::string& addr) {
+          return IsHostPort(addr) ? std::string() : "not HOST:PORT (e.g. 127.0.0.1:9471)";
+        });
+  };
+  CLI::App* get = app.add_subcommand(
+      "get", "List the VMs of a running vmlet (or show one), as kubectl get does");
+  get->add_option("name", client.name, "A VM's name (default: every VM in the namespace)");
+  get->add_option("-o,--output", client.output, "wide, json or yaml")
+      ->check(CLI::IsMember({"wide", "json", "yaml"}));
+  get->add_option("-n,--namespace", client.ns, "The VMs' namespace")->capture_default_str();
+  get->add_flag("-A,--all-namespaces", client.all_namespaces, "VMs of every namespace");
+  api_addr_option(get, client);
+
+  CLI::App* describe =
+      app.add_subcommand("describe", "Show one VM in detail, with its conditions and events");
+  std::string describe_target;
+  describe->add_option("vm", describe_target, "NAMESPACE/NAME (or NAME in namespace default)")
+      ->required();
+  api_addr_option(describe, client);
+
   // "--version" alone satisfies the parser without a subcommand.
   app.preparse_callback([&](size_t) {
     for (int i = 1; i < argc; ++i) {
@@ -177,12 +391,15 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     return 0;
   }
   if (validate->parsed()) return Validate(paths, options, out, err);
+  if (get->parsed()) return Get(client, out, err);
+  if (describe->parsed()) return Describe(client, describe_target, out, err);
   if (run->parsed()) {
     if (!run_daemon) {
       err << "vmlet run: this binary cannot run the daemon\n";
       return 2;
     }
     if (run_options.metrics_addr == "off") run_options.metrics_addr.clear();
+    if (run_options.api_addr == "off") run_options.api_addr.clear();
     run_options.resync = *ParseDuration(resync);
     run_options.fake_boot_delay = *ParseDuration(fake_boot_delay);
     run_options.fake_shutdown_delay = *ParseDuration(fake_shutdown_delay);

@@ -23,6 +23,9 @@ struct RunOptions {
   // Where /metrics is served, "HOST:PORT"; empty: not served ("off" on the
   // command line).
   std::string metrics_addr = "127.0.0.1:9470";
+  // Where the read API is served, "HOST:PORT"; empty: not served ("off" on
+  // the command line).
+  std::string api_addr = "127.0.0.1:9471";
   // The qemu driver: its program, and kvm, tcg or auto.
   std::string qemu_binary = "qemu-system-x86_64";
   std::string qemu_accel = "auto";
@@ -50,14 +53,27 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 //       otherwise.
 //   vmlet run --manifests DIR [--state-dir DIR] [--driver NAME] [--image-root DIR]...
 //             [--node-name NAME] [--workers N] [--resync DURATION]
-//             [--metrics-addr HOST:PORT|off]
+//             [--metrics-addr HOST:PORT|off] [--api-addr HOST:PORT|off]
 //             [--qemu-binary PATH] [--qemu-accel kvm|tcg|auto]
 //             [--cloud-hypervisor-bin PATH]
 //       Parses the flags into RunOptions and calls `run`.
+//   vmlet get [NAME] [-o wide|json|yaml] [-n NS | -A] [--api-addr HOST:PORT]
+//       Asks a running vmlet's read API (controller/status_api.h) for its VMs
+//       and prints them as kubectl get does: a table (NAME DESIRED PHASE IP
+//       RESTARTS AGE; NAMESPACE first with -A; NODE DRIVER with -o wide), or
+//       the objects as JSON or YAML. No VM in the namespace: "No resources
+//       found in NS namespace." on `err`, exit 0.
+//   vmlet describe [NS/]NAME [--api-addr HOST:PORT]
+//       Prints one VM as kubectl describe does: metadata, spec, status, a
+//       conditions table and its recent events.
+//   For get and describe: exit 1, with the reason on `err`, when nothing
+//   answers at the API address ("is vmlet running?"), when the VM does not
+//   exist (kubectl's "Error from server (NotFound): ..."), or on any other
+//   error reply.
 //   vmlet version (or --version)
 //       Prints "vmlet <version>".
-// Returns the process exit code: 0 success, 1 invalid manifests, 2 usage
-// error, or what `run` returns.
+// Returns the process exit code: 0 success, 1 invalid manifests (or a failed
+// get/describe), 2 usage error, or what `run` returns.
 int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
            const RunDaemon& run = nullptr);
 

@@ -4,8 +4,13 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
 #include <exception>
 #include <iostream>
 #include <map>
@@ -16,6 +21,7 @@
 #include "controller/cli.h"
 #include "controller/manager.h"
 #include "controller/state_store.h"
+#include "controller/status_api.h"
 #include "drivers/cloud_hypervisor/cloud_hypervisor_driver.h"
 #include "drivers/fake/fake_vm_driver.h"
 #include "drivers/host/proc_fs.h"
@@ -97,6 +103,23 @@ controller::ManagerHooks ManagerMetrics(metrics::VmletMetrics& m) {
   hooks.resynced = [&m] { m.MarkResync(); };
   return hooks;
 }
+
+// systemd's STATUS= line: how many VMs are in each phase.
+std::string StatusLine(const controller::StatusApi& status_api, bool synced) {
+  if (!synced) return "Reading the manifest directory";
+  std::map<std::string, size_t> phases = status_api.PhaseCounts();
+  size_t total = 0;
+  std::string detail;
+  for (const auto& [phase, count] : phases) {
+    total += count;
+    detail += (detail.empty() ? ": " : ", ") + std::to_string(count) + " " + phase;
+  }
+  return std::to_string(total) + (total == 1 ? " VM" : " VMs") + detail;
+}
+
+// sd_notify(3) with one message; a no-op when not run by systemd (no
+// NOTIFY_SOCKET).
+void Notify(const std::string& message) { sd_notify(0, message.c_str()); }
 
 int RunDaemon(const controller::RunOptions& options) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmlet"));
@@ -190,6 +213,21 @@ int RunDaemon(const controller::RunOptions& options) {
                               ReconcilerMetrics(vmlet_metrics), QueueMetrics(vmlet_metrics),
                               ManagerMetrics(vmlet_metrics));
 
+  // The read API's objects are refreshed after every reconcile pass, so a
+  // watch sees each status write (docs/api.md); before the first pass they
+  // come from the status files on disk.
+  controller::ManagerVmSource vm_source(manager, store);
+  controller::StatusApi::Options api_options;
+  api_options.address = options.api_addr;
+  api_options.node_name = manager_options.node_name;
+  api_options.version = VMLET_VERSION;
+  controller::StatusApi status_api(api_options, clock, vm_source);
+  manager.SetPassObserver(
+      [&status_api](const api::VmKey& key, const api::Status&) { status_api.Refresh(key); });
+  if (api::Status s = status_api.RefreshAll(); !s.ok()) {
+    spdlog::warn("event=ApiRefreshError {}", s.ToString());
+  }
+
   metrics::MetricsEndpoint metrics_endpoint(options.metrics_addr, vmlet_metrics.registry());
   if (!options.metrics_addr.empty()) {
     if (api::Status s = metrics_endpoint.Start(); !s.ok()) {
@@ -199,16 +237,55 @@ int RunDaemon(const controller::RunOptions& options) {
     spdlog::info("event=MetricsServing addr={} port={} path=/metrics", options.metrics_addr,
                  metrics_endpoint.port());
   }
+  if (!options.api_addr.empty()) {
+    // A read API needs a few threads, not cpprestsdk's default 40.
+    controller::SizeHttpThreadPool(4);
+    if (api::Status s = status_api.Start(); !s.ok()) {
+      spdlog::critical("--api-addr: {}", s.ToString());
+      return 1;
+    }
+    spdlog::info("event=ApiServing addr={}", options.api_addr);
+  }
+  Notify("STATUS=Re-adopting VMs and reading the manifest directory");
   if (api::Status s = manager.Start(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
     return 1;
   }
   spdlog::info("event=Running node={} version={}", manager_options.node_name, VMLET_VERSION);
+  std::string status_line = StatusLine(status_api, manager.synced());
+  Notify("READY=1\nSTATUS=" + status_line);
 
+  // The main thread waits for SIGTERM/SIGINT; meanwhile it pings systemd's
+  // watchdog at half its interval (when the unit sets WatchdogSec=) and
+  // keeps STATUS= current.
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  const std::chrono::microseconds tick =
+      watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::seconds(10);
+  if (watchdog) spdlog::info("event=WatchdogEnabled ping_every_ms={}", tick.count() / 1000);
   int signal = 0;
-  sigwait(&signals, &signal);
-  spdlog::info("event=Stopping signal={}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  while (signal <= 0) {
+    const timespec timeout{static_cast<time_t>(tick.count() / 1'000'000),
+                           static_cast<long>(tick.count() % 1'000'000) * 1000};
+    signal = sigtimedwait(&signals, nullptr, &timeout);
+    if (signal > 0) break;
+    if (errno != EAGAIN && errno != EINTR) {
+      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
+      break;
+    }
+    std::string message = watchdog ? "WATCHDOG=1" : "";
+    if (std::string now = StatusLine(status_api, manager.synced()); now != status_line) {
+      status_line = std::move(now);
+      message += (message.empty() ? "" : "\n") + ("STATUS=" + status_line);
+    }
+    if (!message.empty()) Notify(message);
+  }
+  spdlog::info("event=Stopping signal={}", signal == SIGTERM  ? "SIGTERM"
+                                           : signal == SIGINT ? "SIGINT"
+                                                              : "none");
+  Notify("STOPPING=1\nSTATUS=Stopping; the VMs keep running");
   manager.Stop();
+  status_api.Stop();
   metrics_endpoint.Stop();
   qemu.Stop();
   cloud_hypervisor.Stop();

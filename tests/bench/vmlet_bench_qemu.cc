@@ -313,11 +313,11 @@ class Node {
 
   void Start() {
     // Metrics on a free port: another vmlet on this host may hold the default.
-    const std::string error =
-        vmlet_.Start(VMLET_BINARY,
-                     {"run", "--manifests", manifests(), "--state-dir", state(), "--qemu-accel",
-                      "tcg", "--log-level", "info", "--metrics-addr", "127.0.0.1:0"},
-                     log());
+    const std::string error = vmlet_.Start(
+        VMLET_BINARY,
+        {"run", "--manifests", manifests(), "--state-dir", state(), "--qemu-accel", "tcg",
+         "--log-level", "info", "--metrics-addr", "127.0.0.1:0", "--api-addr", "off"},
+        log());
     if (!error.empty()) Fail("cannot start vmlet: " + error);
   }
 

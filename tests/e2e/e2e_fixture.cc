@@ -230,6 +230,10 @@ void E2eTest::StartVmlet(const std::vector<std::string>& extra_flags) {
   if (std::find(extra_flags.begin(), extra_flags.end(), "--metrics-addr") == extra_flags.end()) {
     args.insert(args.end(), {"--metrics-addr", "off"});
   }
+  // The read API's default port would collide with any other vmlet here.
+  if (std::find(extra_flags.begin(), extra_flags.end(), "--api-addr") == extra_flags.end()) {
+    args.insert(args.end(), {"--api-addr", "off"});
+  }
   for (const std::string& flag : backend_->VmletFlags()) args.push_back(flag);
   for (const std::string& flag : extra_flags) args.push_back(flag);
   ASSERT_EQ(vmlet_.Start(VMLET_BINARY, args, log), "");

@@ -179,12 +179,12 @@ class VmletRunTest : public ::testing::Test {
   void StartVmlet(const std::string& boot_delay, const std::string& shutdown_delay) {
     const std::string log = tmp_ + "/vmlet-" + std::to_string(logs_.size() + 1) + ".log";
     logs_.push_back(log);
-    const std::string error =
-        vmlet_.Start(VMLET_BINARY,
-                     {"run", "--manifests", manifests_, "--state-dir", state_, "--driver", "fake",
-                      "--workers", "4", "--fake-boot-delay", boot_delay, "--fake-shutdown-delay",
-                      shutdown_delay, "--log-level", "info", "--metrics-addr", "off"},
-                     log);
+    const std::string error = vmlet_.Start(
+        VMLET_BINARY,
+        {"run", "--manifests", manifests_, "--state-dir", state_, "--driver", "fake", "--workers",
+         "4", "--fake-boot-delay", boot_delay, "--fake-shutdown-delay", shutdown_delay,
+         "--log-level", "info", "--metrics-addr", "off", "--api-addr", "off"},
+        log);
     ASSERT_EQ(error, "");
   }
 
