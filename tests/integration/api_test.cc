@@ -697,6 +697,29 @@ TEST_F(ApiTest, KubectlGetsDescribesAndWatchesVms) {
   EXPECT_EQ(missing.output,
             "Error from server (NotFound): virtualmachines.vmlet.dev \"nope\" not found\n");
 
+  // -o json parses, and its status is the VM's status.json (asked until a
+  // reconcile pass does not land between the two reads).
+  bool same_status = false;
+  json from_kubectl, from_file;
+  for (int attempt = 0; attempt < 5 && !same_status; ++attempt) {
+    CommandResult as_json = run({"get", "vm", "web-1", "-n", "prod", "-o", "json"});
+    ASSERT_EQ(as_json.exit_code, 0) << as_json.output;
+    from_kubectl = json::parse(as_json.output, nullptr, false);
+    std::ifstream in(state_ + "/vms/prod/web-1/status.json");
+    from_file = json::parse(in, nullptr, false);
+    ASSERT_TRUE(from_kubectl.is_object()) << as_json.output;
+    same_status = from_kubectl["status"] == from_file;
+  }
+  EXPECT_TRUE(same_status) << from_kubectl["status"].dump(2) << "\nvs status.json\n"
+                           << from_file.dump(2);
+  EXPECT_EQ(from_kubectl.value("kind", ""), "VirtualMachine");
+
+  // Git is the source of truth: the API refuses to delete.
+  CommandResult deleted = run({"delete", "vm", "web-1", "-n", "prod"});
+  EXPECT_NE(deleted.exit_code, 0) << deleted.output;
+  EXPECT_NE(deleted.output.find("MethodNotAllowed"), std::string::npos) << deleted.output;
+  EXPECT_TRUE(run({"get", "vm", "web-1", "-n", "prod"}).exit_code == 0);
+
   CommandResult describe = run({"describe", "vm", "-n", "prod", "web-1"});
   EXPECT_EQ(describe.exit_code, 0) << describe.output;
   EXPECT_NE(describe.output.find("Kind:         VirtualMachine\n"), std::string::npos)
@@ -716,8 +739,10 @@ TEST_F(ApiTest, KubectlGetsDescribesAndWatchesVms) {
   ASSERT_TRUE(WaitFor(seconds(30), [&] {
     return TailOfFile(watch_log, 10).find("web-1") != std::string::npos;
   })) << TailOfFile(watch_log, 10);
+  const auto edited = std::chrono::steady_clock::now();
   WriteManifest(db_, Manifest(db_, "{app: db}", "Paused"));
-  // A MODIFIED row for db-1 whose DESIRED and PHASE both read Paused.
+  // A MODIFIED row for db-1 whose DESIRED and PHASE both read Paused. How
+  // long it took is printed (DESIGN's goal: within a second), not asserted.
   EXPECT_TRUE(WaitFor(seconds(30), [&] {
     std::istringstream in(TailOfFile(watch_log, 20));
     for (std::string line; std::getline(in, line);) {
@@ -730,6 +755,10 @@ TEST_F(ApiTest, KubectlGetsDescribesAndWatchesVms) {
     }
     return false;
   })) << TailOfFile(watch_log, 20);
+  std::cout << "kubectl get -w printed the Paused row "
+            << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - edited)
+                   .count()
+            << " ms after the manifest edit (polled every 50 ms)\n";
   watch.KillAndReap();
 }
 
