@@ -80,6 +80,10 @@ std::string_view DriverOpName(DriverOp op) {
   return "unknown";
 }
 
+// Every value RestartReasonLabel() returns.
+constexpr std::string_view kRestartReasonLabels[] = {"Crashed", "PoweredOff", "ReadinessTimeout",
+                                                     "IdentityMismatch", "Other"};
+
 std::string_view RestartReasonLabel(std::string_view reason) {
   // The texts come from the reconciler (controller/reconciler.cc): the exit
   // phase when a VMM left no reason, its readiness timeout, its identity
@@ -243,6 +247,19 @@ void VmletMetrics::SetVmStatus(const api::VmKey& key, std::string_view driver,
   if (phase_changed) {
     if (!vm.transition) vm.transition = &vm_transition_timestamp_.Add(VmLabels(key));
     vm.transition->Set(WallSeconds());
+  }
+  if (first) {
+    // The VM's restart series exist at 0 from the moment it is known, so
+    // that increase() and rate() count its first restart too (a series that
+    // appears at 1 shows no increase).
+    for (std::string_view reason : kRestartReasonLabels) {
+      prometheus::Counter*& counter = vm.restarts[reason];
+      if (!counter) {
+        prometheus::Labels labels = VmLabels(key);
+        labels.emplace("reason", std::string(reason));
+        counter = &vm_restarts_.Add(labels);
+      }
+    }
   }
 }
 

@@ -246,7 +246,10 @@ TEST_F(MetricsTest, ScrapeShowsEveryVmItsBootAndReconcilesAndForgetsADeletedVm) 
   EXPECT_EQ(Value(text, "vmlet_manifests{state=\"invalid\"}"), 0.0);
   EXPECT_EQ(Value(text, std::string("vmlet_build_info{version=\"") + VMLET_VERSION + "\"}"), 1.0);
   EXPECT_EQ(Value(text, "vmlet_vmm_identity_mismatch_total{driver=\"fake\"}"), 0.0);
-  EXPECT_TRUE(LinesWith(text, "vmlet_vm_restarts_total").empty());
+  // Five restart series per VM (one per reason), all at 0.
+  const std::vector<std::string> restarts = LinesWith(text, "vmlet_vm_restarts_total{");
+  EXPECT_EQ(restarts.size(), 5 * vms.size());
+  for (const std::string& line : restarts) EXPECT_TRUE(line.ends_with(" 0")) << line;
 
   // A deleted VM's series go away; the others stay.
   fs::remove(ManifestPath(vms[0]));

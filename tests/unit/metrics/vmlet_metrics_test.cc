@@ -190,9 +190,34 @@ TEST_F(VmletMetricsTest, ForgottenVmLeavesNoSeriesAndOthersStay) {
   EXPECT_THAT(text, Not(HasSubstr("web-1")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"), SizeIs(1));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"), SizeIs(1));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"),
-              ElementsAre("vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
-                          "reason=\"Crashed\"} 1"));
+  EXPECT_THAT(
+      Samples(m_, "vmlet_vm_restarts_total"),
+      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "reason=\"Crashed\"} 1",
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "reason=\"IdentityMismatch\"} 0",
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "reason=\"Other\"} 0",
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "reason=\"PoweredOff\"} 0",
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "reason=\"ReadinessTimeout\"} 0"));
+}
+
+TEST_F(VmletMetricsTest, AVmsRestartSeriesExistAtZeroFromItsFirstStatus) {
+  m_.SetVmStatus(web_, "fake", "Starting", "Running");
+  EXPECT_THAT(
+      Samples(m_, "vmlet_vm_restarts_total"),
+      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "reason=\"Crashed\"} 0",
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "reason=\"IdentityMismatch\"} 0",
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "reason=\"Other\"} 0",
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "reason=\"PoweredOff\"} 0",
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "reason=\"ReadinessTimeout\"} 0"));
 }
 
 TEST_F(VmletMetricsTest, ForgettingAnUnknownVmIsANoOp) {
@@ -214,7 +239,9 @@ TEST_F(VmletMetricsTest, VmSeenAgainAfterBeingForgottenStartsAfresh) {
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
               ElementsAre("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
                           "namespace=\"prod\"} 1795824002"));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"), IsEmpty());
+  // Its restart series start again at 0.
+  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"), SizeIs(5));
+  EXPECT_THAT(Scrape(m_), Not(HasSubstr("reason=\"Crashed\"} 1")));
 }
 
 TEST(RestartReasonLabelTest, FreeTextReasonsMapToAFixedSet) {
