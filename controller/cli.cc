@@ -265,6 +265,8 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   validate->add_option("--image-root", options.image_roots,
                        "Every path field must resolve inside one of these directories "
                        "(repeatable)");
+  validate->add_flag("--require-node-name", options.require_node_name,
+                     "Every manifest must name its host in spec.nodeName");
   validate
       ->add_option("--default-driver", options.default_driver,
                    "The driver of manifests that name none")
@@ -295,6 +297,9 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   run->add_option("--node-name", run_options.node_name,
                   "This node's name; manifests with another spec.nodeName are not run here "
                   "(default: the host name)");
+  run->add_flag("--require-node-name", run_options.require_node_name,
+                "Every manifest must name its host in spec.nodeName (for a fleet repository: a "
+                "manifest without one is an error, never run on every host)");
   run->add_option("--workers", run_options.workers, "Reconcile workers")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));

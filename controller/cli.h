@@ -17,6 +17,8 @@ struct RunOptions {
   std::string default_driver = "qemu";
   std::vector<std::string> image_roots;
   std::string node_name;  // default: the host name
+  // Manifests without spec.nodeName are errors (a fleet repository).
+  bool require_node_name = false;
   int workers = 4;
   std::chrono::milliseconds resync = std::chrono::seconds(60);
   std::string log_level = "info";
@@ -45,14 +47,14 @@ using RunDaemon = std::function<int(const RunOptions&)>;
 std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 
 // vmlet's command line (CLI11):
-//   vmlet validate [--image-root DIR]... [--default-driver NAME] PATH...
+//   vmlet validate [--image-root DIR]... [--default-driver NAME] [--require-node-name] PATH...
 //       Parses and validates every manifest under each PATH (files or
 //       directories, recursively) exactly as `vmlet run` would. Prints one
 //       line per error, "FILE:LINE:COL: FIELD: REASON", on `err`, and one
 //       line per valid VM on `out`. Exit 0 when everything is valid, 1
 //       otherwise.
 //   vmlet run --manifests DIR [--state-dir DIR] [--driver NAME] [--image-root DIR]...
-//             [--node-name NAME] [--workers N] [--resync DURATION]
+//             [--node-name NAME] [--require-node-name] [--workers N] [--resync DURATION]
 //             [--metrics-addr HOST:PORT|off] [--api-addr HOST:PORT|off]
 //             [--qemu-binary PATH] [--qemu-accel kvm|tcg|auto]
 //             [--cloud-hypervisor-bin PATH]

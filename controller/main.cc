@@ -206,6 +206,7 @@ int RunDaemon(const controller::RunOptions& options) {
   manager_options.manifests_dir = options.manifests_dir;
   manager_options.parse.default_driver = options.default_driver;
   manager_options.parse.image_roots = options.image_roots;
+  manager_options.parse.require_node_name = options.require_node_name;
   manager_options.node_name = options.node_name.empty() ? HostName() : options.node_name;
   manager_options.workers = options.workers;
   manager_options.resync = options.resync;

@@ -253,7 +253,17 @@ class DocumentParser {
     }
     if (const Entry* s = Required(top, doc, "spec")) {
       spec_mark_ = s->value.Mark();
+      const size_t before_spec = errors_.size();
       Spec(s->value, spec);
+      const bool node_name_failed =
+          std::any_of(errors_.begin() + static_cast<std::ptrdiff_t>(before_spec), errors_.end(),
+                      [](const ManifestError& e) { return e.field == "spec.nodeName"; });
+      if (options_.require_node_name && !spec.node_name && !node_name_failed) {
+        Error(spec_mark_, "spec.nodeName",
+              "required here (--require-node-name): a fleet repository must name the host of "
+              "every VM",
+              ErrorKind::kMissingField);
+      }
     }
     // Defaults that depend on other fields.
     for (size_t i = 0; i < spec.networks.size(); ++i) {

@@ -261,3 +261,22 @@ TEST(RunFlagsTest, BadRunFlagsAreUsageErrors) {
 
 }  // namespace
 }  // namespace vmlet::controller
+
+namespace vmlet::controller {
+namespace {
+
+TEST_F(CliTest, RequireNodeNameRejectsAManifestWithoutOneWithAClearError) {
+  std::string path = Write("fleet.yaml", std::string(kValid));
+  CliResult plain = RunVmlet({"validate", path});
+  EXPECT_EQ(plain.code, 0) << plain.err;
+  CliResult fleet = RunVmlet({"validate", "--require-node-name", path});
+  EXPECT_EQ(fleet.code, 1);
+  EXPECT_THAT(fleet.err, HasSubstr(path + ":"));
+  EXPECT_THAT(fleet.err, HasSubstr(": spec.nodeName: required here (--require-node-name): a "
+                                   "fleet repository must name the host of every VM\n"));
+  std::string named = Write("named.yaml", std::string(kValid) + "  nodeName: host-a\n");
+  EXPECT_EQ(RunVmlet({"validate", "--require-node-name", named}).code, 0);
+}
+
+}  // namespace
+}  // namespace vmlet::controller

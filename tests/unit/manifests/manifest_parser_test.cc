@@ -1145,3 +1145,39 @@ TEST(ManifestParserTest, NulBytesAreAnErrorNotACrash) {
 
 }  // namespace
 }  // namespace vmlet::manifests
+
+namespace vmlet::manifests {
+namespace {
+
+// --require-node-name: a fleet repository's manifest must name its host.
+TEST(ManifestParserTest, RequiredNodeNameIsAMissingFieldErrorAtTheSpec) {
+  ParseOptions fleet;
+  fleet.require_node_name = true;
+  ParseResult without = Parse(Manifest(""), "web.yaml", fleet);
+  ASSERT_EQ(without.errors.size(), 1u) << Describe(without.errors);
+  EXPECT_EQ(without.errors[0].ToString(),
+            "web.yaml:7:3: spec.nodeName: required here (--require-node-name): a fleet "
+            "repository must name the host of every VM");
+  EXPECT_EQ(ErrorKindName(without.errors[0].kind), "missing_field");
+  EXPECT_TRUE(without.vms.empty());
+
+  ParseResult with = Parse(Manifest("  nodeName: host-a\n"), "web.yaml", fleet);
+  EXPECT_TRUE(with.errors.empty()) << Describe(with.errors);
+  ASSERT_EQ(with.vms.size(), 1u);
+  EXPECT_EQ(with.vms[0].spec.node_name, "host-a");
+
+  // Without the flag a manifest without nodeName runs on any node.
+  EXPECT_TRUE(Parse(Manifest("")).errors.empty());
+}
+
+TEST(ManifestParserTest, ANodeNameOfTheWrongTypeIsReportedOnceEvenWhenRequired) {
+  ParseOptions fleet;
+  fleet.require_node_name = true;
+  ParseResult result = Parse(Manifest("  nodeName: 7\n"), "web.yaml", fleet);
+  ASSERT_EQ(result.errors.size(), 1u) << Describe(result.errors);
+  EXPECT_EQ(result.errors[0].field, "spec.nodeName");
+  EXPECT_EQ(ErrorKindName(result.errors[0].kind), "wrong_type");
+}
+
+}  // namespace
+}  // namespace vmlet::manifests
