@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "api/validation.h"
+#include "controller/api_client.h"
 #include "controller/status_api.h"
 #include "drivers/host/real_clock.h"
 #include "manifests/manifest_files.h"

@@ -1,6 +1,5 @@
 #include "controller/status_api.h"
 
-#include <cpprest/http_client.h>
 #include <cpprest/http_listener.h>
 #include <cpprest/producerconsumerstream.h>
 #include <fcntl.h>
@@ -1610,26 +1609,6 @@ bool SizeHttpThreadPool(size_t threads) {
 
 // ---------------------------------------------------------------------------
 // The client side.
-
-api::StatusOr<ApiResponse> ApiGet(const std::string& address, const std::string& path_and_query,
-                                  const std::string& accept, std::chrono::milliseconds timeout) {
-  try {
-    web::http::client::http_client_config config;
-    config.set_timeout(timeout);
-    web::http::client::http_client client("http://" + address, config);
-    web::http::http_request request(web::http::methods::GET);
-    request.set_request_uri(web::uri(path_and_query));
-    if (!accept.empty()) request.headers().add("Accept", accept);
-    web::http::http_response response = client.request(request).get();
-    ApiResponse out;
-    out.code = response.status_code();
-    out.content_type = response.headers().content_type();
-    out.body = response.extract_utf8string(true).get();
-    return out;
-  } catch (const std::exception& e) {
-    return api::Status::Unavailable(e.what());
-  }
-}
 
 std::string RenderTable(const json& table, bool wide, bool with_namespace) {
   std::vector<size_t> shown;

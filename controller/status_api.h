@@ -383,26 +383,13 @@ class StatusApi {
 };
 
 // Sizes cpprestsdk's process-wide thread pool (40 threads unless told),
-// which runs the API's handlers and every client request; a watch holds no
-// thread. cpprestsdk leaves this to the application: call it from main,
+// which runs the API's handlers; a watch holds no thread. cpprestsdk leaves this to the application: call it from main,
 // before anything of cpprestsdk runs. False (and no change) when the pool
 // was already started.
 bool SizeHttpThreadPool(size_t threads);
 
 // ---------------------------------------------------------------------------
-// The client side: `vmlet get` and `vmlet describe`.
-
-struct ApiResponse {
-  int code = 0;
-  std::string content_type;
-  std::string body;
-};
-
-// GETs `path_and_query` from the API at `address` ("HOST:PORT") with
-// cpprestsdk's http_client. Unavailable (with the reason) when nothing
-// answers there, such as a refused connection or a timeout.
-api::StatusOr<ApiResponse> ApiGet(const std::string& address, const std::string& path_and_query,
-                                  const std::string& accept, std::chrono::milliseconds timeout);
+// The client side: `vmlet get` and `vmlet describe` (requests: api_client.h).
 
 // A meta.k8s.io Table printed as kubectl prints it: upper-case headers, the
 // priority-0 columns (every column with `wide`), NAMESPACE first (from each
