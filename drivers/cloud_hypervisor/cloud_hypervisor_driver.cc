@@ -15,6 +15,7 @@
 
 #include "drivers/cloud_hypervisor/ch_event_parser.h"
 #include "drivers/cloud_hypervisor/ch_vm_config.h"
+#include "drivers/host/disk_lock.h"
 #include "drivers/host/unique_fd.h"
 
 namespace vmlet::drivers {
@@ -311,7 +312,14 @@ api::Status CloudHypervisorDriver::BringUp(Vm& vm, const api::VmSpec& spec,
   if (api::Status s = vm.api->Create(ChVmConfig(spec, vm_dir), deadline); !s.ok()) {
     return s.WithContext(who);
   }
-  if (api::Status s = vm.api->Boot(deadline); !s.ok()) return s.WithContext(who);
+  if (api::Status s = vm.api->Boot(deadline); !s.ok()) {
+    // CH opens and locks the disks when it boots the VM: a lock held by
+    // another process fails vm.boot, and the error body says so.
+    if (std::optional<std::string> locked = FindDiskLockFailure(s.message())) {
+      return DiskLockedError(*locked + " [" + who + "]");
+    }
+    return s.WithContext(who);
+  }
   return api::Status::Ok();
 }
 
@@ -458,7 +466,11 @@ api::VmState CloudHypervisorDriver::ExitState(const VmmHandle& handle) {
     return api::VmState::Failed("cloud-hypervisor was " + vm.exit->Describe());
   }
   if (vm.exit && vm.exit->code != 0) {
-    const std::string why = LastLine(Tail(VmmLog(handle.vm_dir)));
+    const std::string log = Tail(VmmLog(handle.vm_dir));
+    if (std::optional<std::string> locked = FindDiskLockFailure(log)) {
+      return DiskLockedState(*locked);
+    }
+    const std::string why = LastLine(log);
     return api::VmState::Failed("cloud-hypervisor " + vm.exit->Describe() +
                                 (why.empty() ? "" : ": " + why));
   }

@@ -8,12 +8,17 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "drivers/host/disk_lock.h"
+
 namespace vmlet::drivers {
 namespace {
 
 using nlohmann::json;
 
 constexpr int64_t kNsPerTick = 10'000'000;  // USER_HZ = 100
+
+constexpr std::string_view kInjectedLock =
+    "disk image /srv/shared/fake.img is locked by another process (injected)";
 
 api::Status ErrnoStatus(const std::string& what) {
   return api::Status::Unavailable(what + ": " + std::strerror(errno));
@@ -243,6 +248,10 @@ api::StatusOr<VmmHandle> FakeVmDriver::Boot(const api::VmSpec& spec, const std::
     --faults.fail_boots;
     return api::Status::Unavailable("injected boot failure");
   }
+  if (faults.disk_locked_boot_errors > 0) {
+    --faults.disk_locked_boot_errors;
+    return DiskLockedError(std::string(kInjectedLock));
+  }
   Vm vm;
   vm.key = spec.key();
   vm.pid = next_pid_++;
@@ -262,6 +271,14 @@ api::StatusOr<VmmHandle> FakeVmDriver::Boot(const api::VmSpec& spec, const std::
       {"ip", vm.ip}}.dump());
   if (!written.ok()) return written;
   ++boots_[vm.key];
+  if (faults.disk_locked_boots > 0) {
+    --faults.disk_locked_boots;
+    vm.exit_reason = "disklocked";
+    if (api::Status s = Append(json{{"op", "exit"}, {"dir", vm_dir}, {"reason", "disklocked"}}.dump());
+        !s.ok()) {
+      return s;
+    }
+  }
   VmmHandle handle{
       "fake", {vm.pid, vm.start_time_ticks}, options_.boot_id, vm_dir, vm_dir + "/fake.sock"};
   by_pid_[vm.pid] = vm_dir;
@@ -362,6 +379,7 @@ api::VmState FakeVmDriver::ExitState(const VmmHandle& handle) {
   if (!vm->exit_reason) return api::VmState::Failed("the VMM is not the recorded one");
   if (*vm->exit_reason == "poweroff") return api::VmState::Stopped();
   if (*vm->exit_reason == "killed") return api::VmState::Failed("the VMM was killed");
+  if (*vm->exit_reason == "disklocked") return DiskLockedState(std::string(kInjectedLock));
   return api::VmState::Failed("the VMM crashed");
 }
 

@@ -22,6 +22,12 @@ struct FakeFaults {
   std::optional<std::chrono::milliseconds> crash_after;
   bool fail_pause = false;           // Pause() fails (Unavailable)
   bool ignore_power_button = false;  // Shutdown() is delivered but the guest stays on
+  // The next this many boots find a disk image locked by another process as
+  // QEMU does: the VMM starts and exits at once; ExitState() says DiskLocked.
+  int disk_locked_boots = 0;
+  // The next this many Boot() calls are refused with DiskLocked at once, as
+  // Cloud Hypervisor's vm.boot refuses.
+  int disk_locked_boot_errors = 0;
 };
 
 // The `fake` driver (DESIGN §7): VMs without a hypervisor, so the controller
@@ -86,7 +92,7 @@ class FakeVmDriver final : public VmDriver {
     int64_t paused_at_ns = 0;
     int64_t paused_total_ns = 0;             // time spent paused, not booting
     std::optional<int64_t> shutdown_at_ns;   // power button pressed
-    std::optional<std::string> exit_reason;  // "poweroff", "crashed", "killed": gone
+    std::optional<std::string> exit_reason;  // "poweroff", "crashed", "killed", "disklocked": gone
     std::string ip;
   };
   class Processes;

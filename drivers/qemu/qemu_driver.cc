@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "drivers/host/disk_lock.h"
 #include "drivers/host/unique_fd.h"
 
 namespace vmlet::drivers {
@@ -368,7 +369,11 @@ api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::st
     if (exited) {
       ReapIfChild(*raw);
       (void)sidecars_.StopAll(vm_dir);
-      const std::string why = LastLine(Tail(VmmLog(vm_dir)));
+      const std::string log = Tail(VmmLog(vm_dir));
+      if (std::optional<std::string> locked = FindDiskLockFailure(log)) {
+        return DiskLockedError(*locked);
+      }
+      const std::string why = LastLine(log);
       return api::Status::Unavailable(options_.qemu_binary + " exited at once" +
                                       (raw->exit ? " (" + raw->exit->Describe() + ")" : "") +
                                       (why.empty() ? "" : ": " + why));
@@ -498,6 +503,11 @@ api::VmState QemuDriver::ExitState(const VmmHandle& handle) {
   const std::string serial = Tail(SerialLog(handle.vm_dir));
   if (vm.exit && vm.exit->signaled) {
     return api::VmState::Failed("qemu was " + vm.exit->Describe());
+  }
+  // An image lock refused during start-up (vmm.log is this boot's: it is
+  // rotated before each one). QEMU exits 1 then.
+  if (std::optional<std::string> locked = FindDiskLockFailure(Tail(VmmLog(handle.vm_dir)))) {
+    return DiskLockedState(*locked);
   }
   if (vm.exit && vm.exit->code != 0) {
     const std::string why = LastLine(Tail(VmmLog(handle.vm_dir)));

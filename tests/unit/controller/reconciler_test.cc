@@ -1668,6 +1668,118 @@ TEST_F(ReconcilerTest, FailedBootIsARetryableErrorUntilABootSucceeds) {
 }
 
 // ===========================================================================
+// DiskLocked: a boot refused because another process holds a disk image's
+// lock (the VM still running on the host it moves from, on shared storage).
+
+TEST_F(ReconcilerTest, VmmThatExitsOnALockedDiskIsRetriedWithBackoffAndIsNoCrash) {
+  api::VmSpec spec = Spec();
+  spec.restart_policy = api::RestartPolicy::kNever;  // a crash would never be retried
+  const api::VmKey key = spec.key();
+  drivers::FakeFaults faults;
+  faults.disk_locked_boots = 3;
+  fake().SetFaults(key, faults);
+  Want(spec);
+
+  // Each attempt: a VMM starts, exits at once, and the next boot waits
+  // 1 s, then 2 s, then 4 s.
+  for (const auto delay : {1s, 2s, 4s}) {
+    const int boots = fake().BootCount(key);
+    EXPECT_EQ(Settle(key), After(delay));
+    EXPECT_EQ(fake().BootCount(key), boots + 1);
+    const VmStatus status = Status(key);
+    EXPECT_EQ(status.phase, "Starting");
+    EXPECT_TRUE(status.reason.starts_with(
+        "DiskLocked: disk image /srv/shared/fake.img is locked by another process"))
+        << status.reason;
+    EXPECT_EQ(ConditionOf(status, "Ready").reason, "DiskLocked");
+    EXPECT_EQ(ConditionOf(status, "CrashLoopBackOff").status, "False");
+    EXPECT_EQ(status.restart_count, 0u);
+    // No boot before the delay is over.
+    clock_.Advance(delay - 1ms);
+    EXPECT_EQ(Pass(key), After(1ms));
+    EXPECT_EQ(fake().BootCount(key), boots + 1);
+    clock_.Advance(1ms);
+  }
+  Converge(key);
+
+  EXPECT_EQ(fake().BootCount(key), 4);
+  const VmStatus status = Status(key);
+  EXPECT_EQ(status.phase, "Ready");
+  EXPECT_EQ(status.reason, "");
+  EXPECT_EQ(status.restart_count, 0u);
+  EXPECT_EQ(Record(key).consecutive_failures, 0);
+  EXPECT_THAT(restarts_, IsEmpty());
+  // One warning for the wait, not one per attempt; never Crashed; the phase
+  // never left Starting (the first phase reported) until the guest ran.
+  EXPECT_THAT(Events(key), ElementsAre("Booted", "DiskLocked", "Booted", "Booted", "Booted",
+                                       "DiskUnlocked", "Ready"));
+  EXPECT_THAT(Transitions(), ElementsAre("Starting->Ready"));
+}
+
+TEST_F(ReconcilerTest, BootRefusedAtOnceForALockedDiskIsRetriedWithBackoffNotAsAnError) {
+  const api::VmKey key = Spec().key();
+  drivers::FakeFaults faults;
+  faults.disk_locked_boot_errors = 2;
+  fake().SetFaults(key, faults);
+  Want(Spec());
+
+  EXPECT_EQ(Pass(key), After(1s));  // not an error: the work queue's error backoff is not used
+  EXPECT_EQ(fake().BootCount(key), 0);
+  EXPECT_EQ(Status(key).phase, "Starting");
+  EXPECT_EQ(ConditionOf(Status(key), "Ready").reason, "DiskLocked");
+  clock_.Advance(1s);
+  EXPECT_EQ(Pass(key), After(2s));
+  clock_.Advance(2s);
+  Converge(key);
+
+  EXPECT_EQ(fake().BootCount(key), 1);
+  EXPECT_EQ(Status(key).phase, "Ready");
+  EXPECT_THAT(Events(key), ElementsAre("DiskLocked", "Booted", "DiskUnlocked", "Ready"));
+}
+
+TEST_F(ReconcilerTest, DiskLockedBackoffIsCappedAt30Seconds) {
+  const api::VmKey key = Spec().key();
+  drivers::FakeFaults faults;
+  faults.disk_locked_boot_errors = 8;
+  fake().SetFaults(key, faults);
+  Want(Spec());
+
+  std::vector<Requeue> waits;
+  for (int i = 0; i < 8; ++i) {
+    const Requeue r = Pass(key);
+    waits.push_back(r);
+    if (r.after) clock_.Advance(*r.after);
+  }
+  EXPECT_THAT(waits, ElementsAre(After(1s), After(2s), After(4s), After(8s), After(16s),
+                                 After(30s), After(30s), After(30s)));
+}
+
+TEST_F(ReconcilerTest, WaitingForALockedDiskEndsAtOnceWhenTheSpecChangesOrTheVmIsStopped) {
+  api::VmSpec spec = Spec();
+  const api::VmKey key = spec.key();
+  drivers::FakeFaults faults;
+  faults.disk_locked_boot_errors = 5;
+  fake().SetFaults(key, faults);
+  Want(spec);
+  EXPECT_EQ(Pass(key), After(1s));
+  EXPECT_EQ(Pass(key), After(1s));  // still waiting
+
+  // The operator points the VM at another disk: tried now, not in 1 s.
+  spec.cpus = 2;
+  Want(spec);
+  EXPECT_EQ(Pass(key), After(2s));
+  EXPECT_EQ(LastEvent(key), "DiskLocked");
+
+  spec.desired_state = api::DesiredState::kStopped;
+  Want(spec);
+  EXPECT_EQ(Pass(key), kIdle);
+  const VmStatus status = Status(key);
+  EXPECT_EQ(status.phase, "Stopped");
+  EXPECT_EQ(status.reason, "");
+  EXPECT_EQ(ConditionOf(status, "Ready").reason, "Stopped");
+}
+
+// ===========================================================================
 // Hooks.
 
 TEST_F(ReconcilerTest, HooksReportBootDurationsPhaseChangesAndRestarts) {
