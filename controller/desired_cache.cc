@@ -8,6 +8,20 @@ bool DesiredCache::Here(const manifests::DesiredVm& vm) const {
   return !vm.spec.node_name || *vm.spec.node_name == node_name_;
 }
 
+bool DesiredCache::InvalidHere(const api::VmKey& key, const manifests::ManifestError& error) const {
+  const bool names_us = error.node_name && *error.node_name == node_name_;
+  if (snapshot_) {
+    if (auto it = snapshot_->vms.find(key); it != snapshot_->vms.end()) {
+      // The VM runs here on its last good spec: its error is this node's
+      // to show. Placed elsewhere by it: only if the broken document moves
+      // it here.
+      return Here(*it->second) || names_us;
+    }
+  }
+  // Never valid: every node shows it, unless the document names a node.
+  return !error.node_name || names_us;
+}
+
 std::vector<api::VmKey> DesiredCache::Apply(const manifests::SourceUpdate& update) {
   std::set<api::VmKey> touched;
   std::lock_guard lock(mu_);
@@ -40,7 +54,9 @@ DesiredEntry DesiredCache::Get(const api::VmKey& key) const {
     auto it = snapshot_->vms.find(key);
     if (it != snapshot_->vms.end() && Here(*it->second)) entry.vm = it->second;
   }
-  if (auto it = invalid_.find(key); it != invalid_.end()) entry.invalid = it->second;
+  if (auto it = invalid_.find(key); it != invalid_.end() && InvalidHere(key, it->second)) {
+    entry.invalid = it->second;
+  }
   return entry;
 }
 
@@ -52,7 +68,9 @@ std::vector<api::VmKey> DesiredCache::Keys() const {
       if (Here(*vm)) keys.insert(key);
     }
   }
-  for (const auto& [key, error] : invalid_) keys.insert(key);
+  for (const auto& [key, error] : invalid_) {
+    if (InvalidHere(key, error)) keys.insert(key);
+  }
   return {keys.begin(), keys.end()};
 }
 

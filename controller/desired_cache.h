@@ -24,7 +24,9 @@ struct DesiredEntry {
 
 // The desired state as the reconciler reads it: the directory source's latest
 // snapshot, filtered to the VMs placed on this node (spec.nodeName unset or
-// equal to `node_name`), plus each VM's manifest error.
+// equal to `node_name`), plus the manifest errors of the VMs this node runs
+// or would run: a broken manifest of another node's VM is that node's
+// business (its status there shows it), not an error here.
 //
 // Thread-safe: the watcher thread applies updates while workers read.
 class DesiredCache {
@@ -46,6 +48,10 @@ class DesiredCache {
 
  private:
   bool Here(const manifests::DesiredVm& vm) const;
+  // Whether this node shows `error` of `key`: when the VM's last good spec
+  // is placed here, or the broken document places it here, or (never valid)
+  // the document names no node. REQUIRES: mu_ held.
+  bool InvalidHere(const api::VmKey& key, const manifests::ManifestError& error) const;
 
   const std::string node_name_;
   mutable std::mutex mu_;

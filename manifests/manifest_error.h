@@ -54,6 +54,9 @@ struct ManifestError {
   ErrorKind kind = ErrorKind::kInvalidValue;
   // The VM the error belongs to, when its metadata could be read.
   std::optional<api::VmKey> key;
+  // The node its document places the VM on, when spec.nodeName could be
+  // read: decides which vmlet of a fleet shows the error (DesiredCache).
+  std::optional<std::string> node_name = std::nullopt;
 
   // "FILE:LINE:COL: FIELD: REASON", as `vmlet validate` prints it.
   std::string ToString() const;

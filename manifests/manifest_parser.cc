@@ -298,7 +298,10 @@ class DocumentParser {
 
     std::optional<api::VmKey> key;
     if (api::ValidateName(spec.name).ok() && api::ValidateName(spec.ns).ok()) key = spec.key();
-    for (size_t i = errors_before; i < errors_.size(); ++i) errors_[i].key = key;
+    for (size_t i = errors_before; i < errors_.size(); ++i) {
+      errors_[i].key = key;
+      if (errors_[i].field != "spec.nodeName") errors_[i].node_name = spec.node_name;
+    }
     if (errors_.size() != errors_before) return std::nullopt;
     return ManifestVm{std::move(spec), doc_location_};
   }

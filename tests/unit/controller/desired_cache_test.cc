@@ -34,9 +34,10 @@ manifests::SourceUpdate Update(const std::vector<api::VmSpec>& specs,
   return update;
 }
 
-manifests::ManifestError Error(const api::VmKey& key) {
+manifests::ManifestError Error(const api::VmKey& key,
+                               std::optional<std::string> node = std::nullopt) {
   return {{"/m/a.yaml", 3, 5}, "spec.cpus", "must be at least 1",
-          manifests::ErrorKind::kInvalidValue, key};
+          manifests::ErrorKind::kInvalidValue, key, std::move(node)};
 }
 
 TEST(DesiredCacheTest, NothingIsSyncedBeforeTheFirstGoodScan) {
@@ -90,6 +91,57 @@ TEST(DesiredCacheTest, ErrorsThatAppearChangeOrClearTouchTheirVm) {
 
   EXPECT_THAT(cache.Apply(Update({Spec("a")})), ElementsAre(a));
   EXPECT_EQ(cache.Get(a).invalid, std::nullopt);
+}
+
+// A fleet: every node reads every manifest. A broken manifest is the
+// business of the node that runs (or would run) its VM only.
+TEST(DesiredCacheTest, ABrokenManifestOfAnotherNodesVmIsNoErrorHere) {
+  DesiredCache here("node-a");
+  DesiredCache there("node-b");
+  const api::VmKey b{"prod", "b"};
+  for (DesiredCache* cache : {&here, &there}) cache->Apply(Update({Spec("b", "node-b")}));
+
+  manifests::SourceUpdate broken = Update({Spec("b", "node-b")});  // b keeps its last good spec
+  broken.invalid[b] = Error(b, "node-b");
+  here.Apply(broken);
+  EXPECT_EQ(here.Get(b).invalid, std::nullopt);
+  EXPECT_THAT(here.Keys(), IsEmpty());
+  EXPECT_THAT(there.Apply(broken), ElementsAre(b));
+  EXPECT_EQ(there.Get(b).invalid, Error(b, "node-b"));
+  EXPECT_THAT(there.Keys(), ElementsAre(b));
+
+  // The broken document names no readable node (its nodeName is what is
+  // wrong): the last good spec decides.
+  broken.invalid[b] = Error(b);
+  here.Apply(broken);
+  EXPECT_EQ(here.Get(b).invalid, std::nullopt);
+}
+
+TEST(DesiredCacheTest, ABrokenManifestWithoutALastGoodSpecShowsWhereItsDocumentPlacesIt) {
+  // As after a vmlet restart while the manifest was broken.
+  DesiredCache here("node-a");
+  const api::VmKey b{"prod", "b"}, c{"prod", "c"}, d{"prod", "d"};
+  manifests::SourceUpdate broken = Update({});
+  broken.invalid[b] = Error(b, "node-b");
+  broken.invalid[c] = Error(c, "node-a");
+  broken.invalid[d] = Error(d);  // no node: every node shows it
+  here.Apply(broken);
+  EXPECT_EQ(here.Get(b).invalid, std::nullopt);
+  EXPECT_EQ(here.Get(c).invalid, Error(c, "node-a"));
+  EXPECT_EQ(here.Get(d).invalid, Error(d));
+  EXPECT_THAT(here.Keys(), ElementsAre(c, d));
+}
+
+TEST(DesiredCacheTest, AVmRunningHereShowsItsErrorEvenIfTheBrokenDocumentMovesItAway) {
+  DesiredCache here("node-a");
+  const api::VmKey a{"prod", "a"};
+  here.Apply(Update({Spec("a", "node-a")}));
+  manifests::SourceUpdate broken = Update({Spec("a", "node-a")});
+  broken.invalid[a] = Error(a, "node-b");
+  here.Apply(broken);
+  // It keeps running here on its last good spec, and says why it does.
+  EXPECT_NE(here.Get(a).vm, nullptr);
+  EXPECT_EQ(here.Get(a).invalid, Error(a, "node-b"));
 }
 
 }  // namespace

@@ -840,6 +840,18 @@ TEST(ManifestParserTest, InvalidMiddleDocumentKeepsTheOthersAndCarriesItsKey) {
   EXPECT_EQ(result.errors[0].key, (api::VmKey{"prod", "web-2"}));
 }
 
+TEST(ManifestParserTest, ErrorsCarryTheNodeTheirDocumentPlacesTheVmOn) {
+  ParseResult result = Parse(Vm("web-1", "  cpus: 0\n  nodeName: host-b\n") + "---\n" +
+                             Vm("web-2", "  cpus: 0\n") + "---\n" +
+                             Vm("web-3", "  nodeName: host_b\n"));
+
+  ASSERT_THAT(result.errors, SizeIs(3)) << Describe(result.errors);
+  EXPECT_EQ(result.errors[0].node_name, "host-b");
+  EXPECT_EQ(result.errors[1].node_name, std::nullopt);  // none named
+  EXPECT_EQ(result.errors[2].field, "spec.nodeName");
+  EXPECT_EQ(result.errors[2].node_name, std::nullopt);  // the node name is what is wrong
+}
+
 TEST(ManifestParserTest, ErrorsOfADocumentWithAnInvalidNameHaveNoKey) {
   ParseResult result = Parse(Vm("web/1", "  cpus: 0\n"));
 
