@@ -180,10 +180,12 @@ int RunDaemon(const controller::RunOptions& options) {
   }
   drivers::VmmIdentity cloud_hypervisor_identity(proc_fs);
 
+  const std::string node_name = options.node_name.empty() ? HostName() : options.node_name;
   metrics::VmletMetrics vmlet_metrics(clock, {VMLET_VERSION,
                                               {std::string(fake.name()), std::string(qemu.name()),
                                                std::string(cloud_hypervisor.name())},
-                                              ManifestErrorReasons()});
+                                              ManifestErrorReasons(),
+                                              node_name});
   // The controller sees each driver through a decorator that counts and times
   // its calls; the identity checkers are the drivers' own.
   metrics::MeteredDriver metered_fake(fake, vmlet_metrics, clock);
@@ -207,7 +209,7 @@ int RunDaemon(const controller::RunOptions& options) {
   manager_options.parse.default_driver = options.default_driver;
   manager_options.parse.image_roots = options.image_roots;
   manager_options.parse.require_node_name = options.require_node_name;
-  manager_options.node_name = options.node_name.empty() ? HostName() : options.node_name;
+  manager_options.node_name = node_name;
   manager_options.workers = options.workers;
   manager_options.resync = options.resync;
   controller::Manager manager(manager_options, clock, store, drivers,

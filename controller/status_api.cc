@@ -148,7 +148,9 @@ json VmColumns() {
       Column("Restarts", "integer", "", "Reboots after a crash or an unrequested power-off.", 0),
       Column("Age", "string", "",
              "CreationTimestamp: when this vmlet took the VM on (its state directory).", 0),
-      Column("Node", "string", "", "The node that runs it (spec.nodeName, else this node).", 1),
+      // Shown by default, unlike a Pod's NODE: VMs of a fleet are read
+      // node by node, and which node answered matters (docs/fleet.md).
+      Column("Node", "string", "", "The node that runs it (spec.nodeName, else this node).", 0),
       Column("Driver", "string", "", "The driver of its VMM (else of its manifest).", 1),
   });
 }

@@ -52,8 +52,8 @@ std::string PhaseLabel(std::string_view phase) {
   return IsPhase(phase) ? std::string(phase) : "Unknown";
 }
 
-prometheus::Labels VmLabels(const api::VmKey& key) {
-  return {{"namespace", key.ns}, {"name", key.name}};
+prometheus::Labels VmLabels(const api::VmKey& key, const std::string& node) {
+  return {{"namespace", key.ns}, {"name", key.name}, {"node", node}};
 }
 
 }  // namespace
@@ -105,6 +105,7 @@ void VmletMetrics::Operation::Record(bool ok, double seconds) const {
 VmletMetrics::VmletMetrics(const api::Clock& clock, Options options)
     : clock_(clock),
       drivers_(options.drivers.begin(), options.drivers.end()),
+      node_(options.node),
       registry_(std::make_shared<prometheus::Registry>()),
       vm_info_(prometheus::BuildGauge()
                    .Name("vmlet_vm_info")
@@ -237,7 +238,7 @@ void VmletMetrics::SetVmStatus(const api::VmKey& key, std::string_view driver,
     vm.driver = driver;
     vm.phase = phase;
     vm.desired = desired;
-    prometheus::Labels labels = VmLabels(key);
+    prometheus::Labels labels = VmLabels(key, node_);
     labels.emplace("driver", vm.driver);
     labels.emplace("phase", vm.phase);
     labels.emplace("desired", vm.desired);
@@ -245,7 +246,7 @@ void VmletMetrics::SetVmStatus(const api::VmKey& key, std::string_view driver,
     vm.info->Set(1);
   }
   if (phase_changed) {
-    if (!vm.transition) vm.transition = &vm_transition_timestamp_.Add(VmLabels(key));
+    if (!vm.transition) vm.transition = &vm_transition_timestamp_.Add(VmLabels(key, node_));
     vm.transition->Set(WallSeconds());
   }
   if (first) {
@@ -255,7 +256,7 @@ void VmletMetrics::SetVmStatus(const api::VmKey& key, std::string_view driver,
     for (std::string_view reason : kRestartReasonLabels) {
       prometheus::Counter*& counter = vm.restarts[reason];
       if (!counter) {
-        prometheus::Labels labels = VmLabels(key);
+        prometheus::Labels labels = VmLabels(key, node_);
         labels.emplace("reason", std::string(reason));
         counter = &vm_restarts_.Add(labels);
       }
@@ -269,7 +270,7 @@ void VmletMetrics::CountRestart(const api::VmKey& key, std::string_view reason) 
   VmSeries& vm = vms_[key];
   prometheus::Counter*& counter = vm.restarts[label];
   if (!counter) {
-    prometheus::Labels labels = VmLabels(key);
+    prometheus::Labels labels = VmLabels(key, node_);
     labels.emplace("reason", std::string(label));
     counter = &vm_restarts_.Add(labels);
   }

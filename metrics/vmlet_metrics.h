@@ -41,7 +41,8 @@ std::string_view DriverOpName(DriverOp op);
 //   ""                                                        -> "Other"
 std::string_view RestartReasonLabel(std::string_view reason);
 
-// Every metric family vmlet exports (DESIGN §8), in one prometheus-cpp
+// Every metric family vmlet exports (DESIGN §8; the per-VM ones also carry
+// `node`), in one prometheus-cpp
 // registry that the exposer (MetricsEndpoint) or a test's TextSerializer
 // collects.
 //
@@ -69,6 +70,11 @@ class VmletMetrics {
     // Every value the `reason` label of vmlet_manifest_errors_total can take
     // ("other" is always added).
     std::vector<std::string> manifest_error_reasons;
+    // The `node` label of every per-VM series (vmlet_vm_info, the phase
+    // transition timestamp, vmlet_vm_restarts_total): this vmlet's
+    // --node-name, so that a fleet's VMs can be told apart by node whatever
+    // the scrape's instance label says (docs/fleet.md).
+    std::string node;
   };
 
   // The `result` label values of vmlet_reconcile_total.
@@ -161,6 +167,7 @@ class VmletMetrics {
 
   const api::Clock& clock_;
   const std::set<std::string, std::less<>> drivers_;
+  const std::string node_;
   std::shared_ptr<prometheus::Registry> registry_;
 
   prometheus::Family<prometheus::Gauge>& vm_info_;

@@ -338,7 +338,8 @@ TEST_F(PrometheusE2eTest, LiveVmsGiveEveryFamilyEveryDashboardQueryAndTheAlertRu
   ASSERT_NO_FATAL_FAILURE(StartPrometheus(metrics_port));
   // The same address for both vmlets, so that their series are one series in
   // Prometheus (as for a vmlet restarted on a host).
-  const std::vector<std::string> metrics_flags = {"--metrics-addr", instance};
+  const std::vector<std::string> metrics_flags = {"--metrics-addr", instance, "--node-name",
+                                                  "e2e-node"};
   ASSERT_NO_FATAL_FAILURE(StartVmlet(metrics_flags));
   ASSERT_TRUE(WaitPhase(web, "Ready", kBootTimeout));
   ASSERT_TRUE(WaitPhase(db, "Ready", kBootTimeout));
@@ -451,7 +452,7 @@ TEST_F(PrometheusE2eTest, LiveVmsGiveEveryFamilyEveryDashboardQueryAndTheAlertRu
                   nullptr, false);
   ASSERT_TRUE(dashboard.is_object()) << "deploy/grafana/vmlet-dashboard.json does not parse";
   const std::map<std::string, std::set<std::string>> expected_values = {
-      {"job", {kJob}}, {"instance", {instance}}, {"namespace", {"demo", "ops"}}};
+      {"job", {kJob}}, {"instance", {instance}}, {"node", {"e2e-node"}}, {"namespace", {"demo", "ops"}}};
   std::map<std::string, std::string> all_values;       // every variable at "All"
   std::map<std::string, std::string> selected_values;  // every value ticked
   std::set<std::string> unknown;

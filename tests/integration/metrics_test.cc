@@ -129,7 +129,7 @@ std::vector<std::string> LinesWith(const std::string& text, const std::string& n
 std::string InfoSeries(const api::VmKey& key, const std::string& phase,
                        const std::string& desired = "Running") {
   return "vmlet_vm_info{desired=\"" + desired + "\",driver=\"fake\",name=\"" + key.name +
-         "\",namespace=\"" + key.ns + "\",phase=\"" + phase + "\"}";
+         "\",namespace=\"" + key.ns + "\",node=\"metrics-node\",phase=\"" + phase + "\"}";
 }
 
 class MetricsTest : public ::testing::Test {
@@ -173,7 +173,7 @@ class MetricsTest : public ::testing::Test {
     ASSERT_EQ(vmlet_.Start(VMLET_BINARY,
                            {"run", "--manifests", manifests_, "--state-dir", state_, "--driver",
                             "fake", "--fake-boot-delay", "200ms", "--fake-shutdown-delay", "50ms",
-                            "--metrics-addr", metrics_addr, "--api-addr", "off"},
+                            "--node-name", "metrics-node", "--metrics-addr", metrics_addr, "--api-addr", "off"},
                            log_),
               "");
   }
@@ -214,7 +214,7 @@ TEST_F(MetricsTest, ScrapeShowsEveryVmItsBootAndReconcilesAndForgetsADeletedVm) 
   EXPECT_EQ(LinesWith(text, "vmlet_vm_info{").size(), vms.size());
   for (const api::VmKey& key : vms) {
     const std::string stamp = "vmlet_vm_phase_transition_timestamp_seconds{name=\"" + key.name +
-                              "\",namespace=\"" + key.ns + "\"}";
+                              "\",namespace=\"" + key.ns + "\",node=\"metrics-node\"}";
     ASSERT_TRUE(Value(text, stamp).has_value()) << stamp;
     EXPECT_GT(*Value(text, stamp), 1.6e9) << stamp;  // a Unix time
   }

@@ -502,7 +502,7 @@ TEST_F(StatusApiTest, ATableHasKubectlsColumnsAndRowsWithPartialObjectMetadata) 
                                                                {"IP", 0},
                                                                {"Restarts", 0},
                                                                {"Age", 0},
-                                                               {"Node", 1},
+                                                               {"Node", 0},
                                                                {"Driver", 1}}));
   EXPECT_EQ(table["columnDefinitions"][0]["format"], "name");
   EXPECT_EQ(table["columnDefinitions"][4]["type"], "integer");

@@ -127,7 +127,7 @@ class MeteredDriverTest : public ::testing::Test {
   testing::FakeClock clock_;
   testing::FakeProcFs proc_fs_;
   drivers::VmmIdentity identity_{proc_fs_};
-  VmletMetrics metrics_{clock_, {"1.2.3", {"fake"}, {}}};
+  VmletMetrics metrics_{clock_, {"1.2.3", {"fake"}, {}, "n1"}};
   RecordingDriver inner_{clock_, proc_fs_};
   MeteredDriver driver_{inner_, metrics_, clock_};
 };

@@ -51,7 +51,7 @@ std::vector<std::string> Samples(const VmletMetrics& m, const std::string& name)
 class VmletMetricsTest : public ::testing::Test {
  protected:
   VmletMetrics::Options Defaults() {
-    return {"1.2.3", {"fake", "qemu"}, {"syntax", "unknown_field"}};
+    return {"1.2.3", {"fake", "qemu"}, {"syntax", "unknown_field"}, "n1"};
   }
 
   testing::FakeClock clock_;
@@ -123,16 +123,16 @@ TEST_F(VmletMetricsTest, EachVmHasOneInfoSeriesAndItsPhaseTransitionTime) {
   EXPECT_THAT(
       Samples(m_, "vmlet_vm_info"),
       UnorderedElementsAre(
-          "vmlet_vm_info{desired=\"Running\",driver=\"fake\",name=\"web-1\",namespace=\"prod\","
+          "vmlet_vm_info{desired=\"Running\",driver=\"fake\",name=\"web-1\",namespace=\"prod\",node=\"n1\","
           "phase=\"Ready\"} 1",
-          "vmlet_vm_info{desired=\"Running\",driver=\"qemu\",name=\"db-1\",namespace=\"prod\","
+          "vmlet_vm_info{desired=\"Running\",driver=\"qemu\",name=\"db-1\",namespace=\"prod\",node=\"n1\","
           "phase=\"Starting\"} 1"));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
               UnorderedElementsAre(
                   std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                              "namespace=\"prod\"} ") +
+                              "namespace=\"prod\",node=\"n1\"} ") +
                       kStartWall,
-                  "vmlet_vm_phase_transition_timestamp_seconds{name=\"db-1\",namespace=\"prod\"} "
+                  "vmlet_vm_phase_transition_timestamp_seconds{name=\"db-1\",namespace=\"prod\",node=\"n1\"} "
                   "1795824003"));
 }
 
@@ -143,10 +143,10 @@ TEST_F(VmletMetricsTest, PhaseChangeReplacesTheInfoSeriesAndStampsTheTransition)
 
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
               ElementsAre("vmlet_vm_info{desired=\"Paused\",driver=\"fake\",name=\"web-1\","
-                          "namespace=\"prod\",phase=\"Paused\"} 1"));
+                          "namespace=\"prod\",node=\"n1\",phase=\"Paused\"} 1"));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
               ElementsAre("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                          "namespace=\"prod\"} 1795824005"));
+                          "namespace=\"prod\",node=\"n1\"} 1795824005"));
 }
 
 TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
@@ -157,7 +157,7 @@ TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"), SizeIs(1));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
               ElementsAre(std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                                      "namespace=\"prod\"} ") +
+                                      "namespace=\"prod\",node=\"n1\"} ") +
                           kStartWall));
 }
 
@@ -170,10 +170,10 @@ TEST_F(VmletMetricsTest, DesiredOrDriverChangeReplacesTheSeriesButNotTheTransiti
 
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
               ElementsAre("vmlet_vm_info{desired=\"Deleted\",driver=\"qemu\",name=\"web-1\","
-                          "namespace=\"prod\",phase=\"Ready\"} 1"));
+                          "namespace=\"prod\",node=\"n1\",phase=\"Ready\"} 1"));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
               ElementsAre(std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                                      "namespace=\"prod\"} ") +
+                                      "namespace=\"prod\",node=\"n1\"} ") +
                           kStartWall));
 }
 
@@ -192,15 +192,15 @@ TEST_F(VmletMetricsTest, ForgottenVmLeavesNoSeriesAndOthersStay) {
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"), SizeIs(1));
   EXPECT_THAT(
       Samples(m_, "vmlet_vm_restarts_total"),
-      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"Crashed\"} 1",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"IdentityMismatch\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"Other\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"PoweredOff\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"ReadinessTimeout\"} 0"));
 }
 
@@ -208,15 +208,15 @@ TEST_F(VmletMetricsTest, AVmsRestartSeriesExistAtZeroFromItsFirstStatus) {
   m_.SetVmStatus(web_, "fake", "Starting", "Running");
   EXPECT_THAT(
       Samples(m_, "vmlet_vm_restarts_total"),
-      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"Crashed\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"IdentityMismatch\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"Other\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"PoweredOff\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
                                       "reason=\"ReadinessTimeout\"} 0"));
 }
 
@@ -235,10 +235,10 @@ TEST_F(VmletMetricsTest, VmSeenAgainAfterBeingForgottenStartsAfresh) {
 
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
               ElementsAre("vmlet_vm_info{desired=\"Running\",driver=\"fake\",name=\"web-1\","
-                          "namespace=\"prod\",phase=\"Starting\"} 1"));
+                          "namespace=\"prod\",node=\"n1\",phase=\"Starting\"} 1"));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
               ElementsAre("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                          "namespace=\"prod\"} 1795824002"));
+                          "namespace=\"prod\",node=\"n1\"} 1795824002"));
   // Its restart series start again at 0.
   EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"), SizeIs(5));
   EXPECT_THAT(Scrape(m_), Not(HasSubstr("reason=\"Crashed\"} 1")));
@@ -267,13 +267,13 @@ TEST_F(VmletMetricsTest, RestartsAreCountedPerVmUnderTheBoundedReason) {
   EXPECT_THAT(
       Samples(m_, "vmlet_vm_restarts_total"),
       UnorderedElementsAre(
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",reason=\"Crashed\"} 2",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",reason=\"PoweredOff\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"Crashed\"} 2",
+          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"PoweredOff\"} 1",
+          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
           "reason=\"ReadinessTimeout\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\","
+          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
           "reason=\"IdentityMismatch\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",reason=\"Other\"} 1"));
+          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"Other\"} 1"));
 }
 
 TEST_F(VmletMetricsTest, BootDurationHistogramHasBucketsFrom50msTo600s) {
