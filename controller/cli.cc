@@ -266,6 +266,9 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   validate->add_option("--image-root", options.image_roots,
                        "Every path field must resolve inside one of these directories "
                        "(repeatable)");
+  validate->add_option("--share-root", options.share_roots,
+                       "Every sharedDirs[].hostPath must resolve inside one of these directories "
+                       "(repeatable)");
   validate->add_flag("--require-node-name", options.require_node_name,
                      "Every manifest must name its host in spec.nodeName");
   validate
@@ -295,6 +298,11 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       });
   run->add_option("--image-root", run_options.image_roots,
                   "Every path field must resolve inside one of these directories (repeatable)");
+  run->add_option("--vmm-user", run_options.vmm_user,
+                  "Run every VMM as this user, never as root (default: as vmlet)");
+  run->add_option("--share-root", run_options.share_roots,
+                  "Every sharedDirs[].hostPath must resolve inside one of these directories "
+                  "(repeatable)");
   run->add_option("--node-name", run_options.node_name,
                   "This node's name; manifests with another spec.nodeName are not run here "
                   "(default: the host name)");

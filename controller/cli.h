@@ -16,6 +16,10 @@ struct RunOptions {
   std::string state_dir = "/var/lib/vmlet";
   std::string default_driver = "qemu";
   std::vector<std::string> image_roots;
+  // Every sharedDirs[].hostPath must resolve inside one of these (none: any).
+  std::vector<std::string> share_roots;
+  // Every VMM runs as this user (not root); empty: as vmlet.
+  std::string vmm_user;
   std::string node_name;  // default: the host name
   // Manifests without spec.nodeName are errors (a fleet repository).
   bool require_node_name = false;

@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,7 @@
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
 #include "drivers/host/vmm_identity.h"
+#include "drivers/host/vmm_user.h"
 #include "drivers/qemu/qemu_driver.h"
 #include "manifests/manifest_error.h"
 #include "metrics/metered_driver.h"
@@ -142,7 +145,21 @@ int RunDaemon(const controller::RunOptions& options) {
     spdlog::critical("cannot read the host boot id: {}", boot_id.status().ToString());
     return 1;
   }
-  controller::StateStore store(options.state_dir, clock);
+  // --vmm-user: who the VMMs run as. Every file vmlet makes is its own
+  // (umask 077) unless it gives it to that user on purpose.
+  std::optional<drivers::VmmCredentials> vmm_user;
+  if (!options.vmm_user.empty()) {
+    api::StatusOr<drivers::VmmCredentials> creds = drivers::LookupVmmCredentials(options.vmm_user);
+    if (!creds.ok()) {
+      spdlog::critical("--vmm-user {}: {}", options.vmm_user, creds.status().ToString());
+      return 2;
+    }
+    vmm_user = *creds;
+    ::umask(077);
+  }
+  controller::StateStore::Options store_options;
+  if (vmm_user) store_options.vmm_group = vmm_user->gid;
+  controller::StateStore store(options.state_dir, clock, store_options);
   if (api::Status s = store.Init(); !s.ok()) {
     spdlog::critical("state directory {}: {}", options.state_dir, s.ToString());
     return 1;
@@ -162,17 +179,20 @@ int RunDaemon(const controller::RunOptions& options) {
   qemu_options.qemu_binary = options.qemu_binary;
   if (options.qemu_accel != "auto") qemu_options.accel = options.qemu_accel;
   qemu_options.probe_dir = options.state_dir;
+  qemu_options.vmm_user = vmm_user;
   drivers::QemuDriver qemu(clock, proc_fs, launcher, qemu_options);
   if (api::Status s = qemu.Start(); !s.ok()) {
     spdlog::critical("qemu driver: {}", s.ToString());
     return 1;
   }
-  spdlog::info("event=DriverReady driver=qemu binary={} accel={} why=\"{}\"", options.qemu_binary,
-               qemu.accel(), qemu.accel_reason());
+  spdlog::info("event=DriverReady driver=qemu binary={} accel={} why=\"{}\" vmm_user={}",
+               options.qemu_binary, qemu.accel(), qemu.accel_reason(),
+               vmm_user ? vmm_user->user : "(vmlet's own)");
   drivers::VmmIdentity qemu_identity(proc_fs);
 
   drivers::CloudHypervisorOptions ch_options;
   ch_options.cloud_hypervisor_binary = options.cloud_hypervisor_binary;
+  ch_options.vmm_user = vmm_user;
   drivers::CloudHypervisorDriver cloud_hypervisor(clock, proc_fs, launcher, ch_options);
   if (api::Status s = cloud_hypervisor.Start(); !s.ok()) {
     spdlog::critical("cloud-hypervisor driver: {}", s.ToString());
@@ -208,6 +228,7 @@ int RunDaemon(const controller::RunOptions& options) {
   manager_options.manifests_dir = options.manifests_dir;
   manager_options.parse.default_driver = options.default_driver;
   manager_options.parse.image_roots = options.image_roots;
+  manager_options.parse.share_roots = options.share_roots;
   manager_options.parse.require_node_name = options.require_node_name;
   manager_options.node_name = node_name;
   manager_options.workers = options.workers;

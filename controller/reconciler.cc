@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "controller/rate_limiter.h"
+#include "drivers/host/boot_refusal.h"
 #include "drivers/host/disk_lock.h"
 
 namespace vmlet::controller {
@@ -27,10 +28,10 @@ std::string Describe(nanoseconds d) {
   return std::to_string(s / 60) + "m" + (s % 60 ? std::to_string(s % 60) + "s" : "");
 }
 
-// A boot refused by a disk lock is tried again after 1 s, 2 s, 4 s ...
-// 30 s at most: the holder is usually a VM stopping gracefully on another
-// host, which takes its grace period at most.
-nanoseconds DiskLockedDelay(int attempts, double jitter) {
+// A refused boot (DiskLocked, ImageNotReadable) is tried again after 1 s,
+// 2 s, 4 s ... 30 s at most: a disk's holder is usually a VM stopping
+// gracefully on another host, which takes its grace period at most.
+nanoseconds BootRefusedDelay(int attempts, double jitter) {
   const double base = std::min(30.0, std::ldexp(1.0, std::clamp(attempts - 1, 0, 5)));
   return duration_cast<nanoseconds>(std::chrono::duration<double>(base * jitter));
 }
@@ -62,16 +63,19 @@ struct Reconciler::Runtime {
   bool forget = false;          // cleaned up: drop this runtime when the pass ends
   std::optional<milliseconds> recheck_hint;  // the driver's, from this pass's observation
   Mono phase_since{};
-  // The boot waits for a disk image that another process holds locked
-  // (drivers::kDiskLocked): a move from another host under way. Kept until
-  // the VMM runs, or the VM is no longer meant to.
-  struct DiskWait {
+  // The boot was refused for a reason another boot gets past once it is
+  // cleared (drivers/host/boot_refusal.h): a disk image another process
+  // holds locked (a move from another host under way), an image the VMM's
+  // user cannot open. Kept until the VMM runs, or the VM is no longer meant
+  // to.
+  struct BootWait {
+    std::string reason;     // DiskLocked, ImageNotReadable
     std::string detail;     // the driver's words
     int attempts = 0;       // boots refused so far
     Mono retry_at{};        // the next boot, not before
     std::string spec_hash;  // the spec that was refused: a new one is tried at once
   };
-  std::optional<DiskWait> disk_wait;
+  std::optional<BootWait> boot_wait;
 };
 
 // What one pass saw of the VMM.
@@ -357,13 +361,14 @@ api::StatusOr<ReconcileResult> Reconciler::VmmGone(const api::VmKey& key, Runtim
   record.stop_requested = false;
   record.stop_requested_at.reset();
   record.ready_at.reset();
-  const bool disk_locked = !requested && drivers::IsDiskLocked(exit);
+  const std::optional<drivers::BootRefusal> refused =
+      requested ? std::nullopt : drivers::AsBootRefusal(exit);
   if (requested) {
     record.last_exit_phase.clear();
     record.last_exit_reason.clear();
     Emit(key, "Normal", "Stopped", "the VMM exited as asked (" + rt.stop_reason + ")");
-  } else if (disk_locked) {
-    // Not a crash: the VMM could not take its disk's lock and never ran a
+  } else if (refused) {
+    // Not a crash: the VMM could not open a disk or image and never ran a
     // guest. No restart is counted, restartPolicy does not apply.
   } else {
     record.last_exit_phase = std::string(api::PhaseName(exit.phase()));
@@ -381,10 +386,7 @@ api::StatusOr<ReconcileResult> Reconciler::VmmGone(const api::VmKey& key, Runtim
   }
   rt.view = exit;
   ReconcileResult next = Now();
-  if (disk_locked) {
-    next = WaitForDisk(key, rt, std::string(drivers::DiskLockedDetail(exit.reason())),
-                       record.spec_hash);
-  }
+  if (refused) next = WaitToBoot(key, rt, *refused, record.spec_hash);
   rt.boot_started.reset();
   rt.ready_since.reset();
   rt.ready_seen = false;
@@ -395,27 +397,31 @@ api::StatusOr<ReconcileResult> Reconciler::VmmGone(const api::VmKey& key, Runtim
   return next;
 }
 
-ReconcileResult Reconciler::WaitForDisk(const api::VmKey& key, Runtime& rt,
-                                        const std::string& detail, const std::string& spec_hash) {
-  const bool first = !rt.disk_wait;
-  Runtime::DiskWait& wait = rt.disk_wait ? *rt.disk_wait : rt.disk_wait.emplace();
-  const bool news = first || wait.detail != detail;
+ReconcileResult Reconciler::WaitToBoot(const api::VmKey& key, Runtime& rt,
+                                       const drivers::BootRefusal& refusal,
+                                       const std::string& spec_hash) {
+  const bool news =
+      !rt.boot_wait || rt.boot_wait->reason != refusal.reason || rt.boot_wait->detail != refusal.detail;
+  Runtime::BootWait& wait = rt.boot_wait ? *rt.boot_wait : rt.boot_wait.emplace();
   ++wait.attempts;
-  wait.detail = detail;
+  wait.reason = refusal.reason;
+  wait.detail = refusal.detail;
   wait.spec_hash = spec_hash;
-  const nanoseconds delay = DiskLockedDelay(wait.attempts, jitter_ ? jitter_() : 1.0);
+  const nanoseconds delay = BootRefusedDelay(wait.attempts, jitter_ ? jitter_() : 1.0);
   wait.retry_at = clock_.MonotonicNow() + delay;
-  // Starting, not Failed: the VM is on its way here, waiting for the other
-  // holder to let go (Kubernetes shows a volume still attached elsewhere as
-  // a Pod waiting to start, too).
+  // Starting, not Failed: the VM is on its way, waiting for the cause to
+  // clear (Kubernetes shows a volume still attached elsewhere as a Pod
+  // waiting to start, too).
   rt.view = api::VmState::Starting();
-  const std::string message = detail + "; boot attempt " + std::to_string(wait.attempts) +
-                              " refused, next in " + Describe(delay) +
-                              " (on shared storage: the VM still runs elsewhere)";
+  const std::string message =
+      refusal.detail + "; boot attempt " + std::to_string(wait.attempts) + " refused, next in " +
+      Describe(delay) +
+      (refusal.reason == drivers::kDiskLocked ? " (on shared storage: the VM still runs elsewhere)"
+                                               : "");
   if (news) {
-    Emit(key, "Warning", std::string(drivers::kDiskLocked), message);
+    Emit(key, "Warning", refusal.reason, message);
   } else {
-    spdlog::info("namespace={} name={} {}: {}", key.ns, key.name, drivers::kDiskLocked, message);
+    spdlog::info("namespace={} name={} {}: {}", key.ns, key.name, refusal.reason, message);
   }
   return After(delay);
 }
@@ -474,10 +480,12 @@ api::StatusOr<ReconcileResult> Reconciler::Step(const api::VmKey& key, Runtime& 
         break;
     }
 
-    if (state.is_running() && rt.disk_wait) {
-      Emit(key, "Normal", "DiskUnlocked",
-           "the disk lock was free at boot attempt " + std::to_string(rt.disk_wait->attempts + 1));
-      rt.disk_wait.reset();
+    if (state.is_running() && rt.boot_wait) {
+      const bool disk = rt.boot_wait->reason == drivers::kDiskLocked;
+      Emit(key, "Normal", disk ? "DiskUnlocked" : "ImageReadable",
+           std::string(disk ? "the disk lock was free" : "every image could be opened") +
+               " at boot attempt " + std::to_string(rt.boot_wait->attempts + 1));
+      rt.boot_wait.reset();
     }
     if (state.is_ready() && !rt.ready_since) rt.ready_since = now;  // for the crash-loop reset
     if (state.is_ready() && !rt.ready_seen) {
@@ -534,7 +542,7 @@ api::StatusOr<ReconcileResult> Reconciler::Step(const api::VmKey& key, Runtime& 
     // The operator stopped it: whatever ended it before is settled, and a
     // later Running is a fresh start, not a restart.
     rt.next_restart_at.reset();
-    rt.disk_wait.reset();
+    rt.boot_wait.reset();
     rt.view = api::VmState::Stopped();
     if (rt.record && (!rt.record->last_exit_phase.empty() || rt.record->consecutive_failures > 0 ||
                       rt.record->restart_not_before)) {
@@ -561,8 +569,8 @@ api::StatusOr<ReconcileResult> Reconciler::Step(const api::VmKey& key, Runtime& 
       return After(*rt.next_restart_at - now);
     }
   }
-  if (rt.disk_wait && now < rt.disk_wait->retry_at && rt.disk_wait->spec_hash == want->spec_hash) {
-    return After(rt.disk_wait->retry_at - now);
+  if (rt.boot_wait && now < rt.boot_wait->retry_at && rt.boot_wait->spec_hash == want->spec_hash) {
+    return After(rt.boot_wait->retry_at - now);
   }
   return Boot(key, rt, *want, slot);
 }
@@ -590,9 +598,8 @@ api::StatusOr<ReconcileResult> Reconciler::Boot(const api::VmKey& key, Runtime& 
   api::StatusOr<drivers::VmmHandle> handle =
       slot.driver->Boot(spec, vm_dir, DeadlineIn(options_.boot_call_timeout));
   if (!handle.ok()) {
-    if (drivers::IsDiskLocked(handle.status())) {
-      return WaitForDisk(key, rt, std::string(drivers::DiskLockedDetail(handle.status().message())),
-                         want.spec_hash);
+    if (std::optional<drivers::BootRefusal> refused = drivers::AsBootRefusal(handle.status())) {
+      return WaitToBoot(key, rt, *refused, want.spec_hash);
     }
     Emit(key, "Warning", "BootFailed", handle.status().message());
     return handle.status();
@@ -712,19 +719,19 @@ void Reconciler::WriteStatus(const api::VmKey& key, Runtime& rt, const DesiredEn
     SetCondition(status, Condition{std::move(type), value ? "True" : "False", std::move(reason),
                                    std::move(message), wall});
   };
-  const bool waiting_for_disk = rt.disk_wait && !view.is_running() && want &&
-                                want->spec.desired_state != api::DesiredState::kStopped;
-  if (waiting_for_disk) {
-    status.reason = std::string(drivers::kDiskLocked) + ": " + rt.disk_wait->detail +
-                    "; boot attempt " + std::to_string(rt.disk_wait->attempts) + " refused";
+  const bool waiting = rt.boot_wait && !view.is_running() && want &&
+                       want->spec.desired_state != api::DesiredState::kStopped;
+  if (waiting) {
+    status.reason = rt.boot_wait->reason + ": " + rt.boot_wait->detail + "; boot attempt " +
+                    std::to_string(rt.boot_wait->attempts) + " refused";
   }
   condition("Ready", view.is_ready(),
-            view.is_ready()      ? "GuestReady"
-            : waiting_for_disk ? std::string(drivers::kDiskLocked)
-                               : status.phase,
-            view.is_ready()      ? "the guest reported ready at " + status.ip
-            : waiting_for_disk ? status.reason
-                               : "");
+            view.is_ready() ? "GuestReady"
+            : waiting       ? rt.boot_wait->reason
+                            : status.phase,
+            view.is_ready() ? "the guest reported ready at " + status.ip
+            : waiting       ? status.reason
+                            : "");
   condition("Paused", view.phase() == api::VmState::Phase::kPaused,
             view.phase() == api::VmState::Phase::kPaused ? "Paused" : "NotPaused", "");
   if (desired.invalid) {

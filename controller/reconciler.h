@@ -13,6 +13,7 @@
 #include "api/vm_key.h"
 #include "controller/desired_cache.h"
 #include "controller/state_store.h"
+#include "drivers/host/boot_refusal.h"
 #include "drivers/host/vmm_identity.h"
 #include "drivers/vm_driver.h"
 
@@ -78,10 +79,11 @@ struct ReconcilerHooks {
 // only after a failure, Never leaves it; each restart waits 10 s x n^2
 // (jitter, 5 min cap; n = consecutive failures, reset after 5 min Ready), and
 // meanwhile condition CrashLoopBackOff says when the next attempt is.
-// A boot refused because another process holds a disk image's lock (a VM
-// moving from another host on shared storage, drivers/host/disk_lock.h) is
-// not a crash: phase Starting, reason DiskLocked, another boot after 1 s,
-// 2 s, 4 s ... 30 s, no restart counted, whatever the restartPolicy.
+// A refused boot (drivers/host/boot_refusal.h) is not a crash: another
+// process holds a disk image's lock (a VM moving from another host on
+// shared storage), or the VMM's user cannot open an image. Phase Starting,
+// reason DiskLocked or ImageNotReadable, another boot after 1 s, 2 s, 4 s
+// ... 30 s, no restart counted, whatever the restartPolicy.
 // Deletion and Stopped never wait for a backoff.
 //
 // Nothing at all is done before the desired state has been read once
@@ -138,10 +140,11 @@ class Reconciler {
                                       const drivers::ConfirmedVmm& vmm, const api::VmState& state,
                                       const std::string& why);
   api::StatusOr<ReconcileResult> CleanUp(const api::VmKey& key, Runtime& rt);
-  // A boot refused because another process holds a disk image's lock:
-  // the status says DiskLocked, and the boot is tried again after a backoff.
-  ReconcileResult WaitForDisk(const api::VmKey& key, Runtime& rt, const std::string& detail,
-                              const std::string& spec_hash);
+  // A refused boot (another process holds a disk image's lock, the VMM's
+  // user cannot open an image): the status says why, and the boot is tried
+  // again after a backoff.
+  ReconcileResult WaitToBoot(const api::VmKey& key, Runtime& rt,
+                             const drivers::BootRefusal& refusal, const std::string& spec_hash);
   api::Status SaveRecord(const api::VmKey& key, Runtime& rt,
                          StateStore::Durability durability = StateStore::Durability::kDurable);
   void Emit(const api::VmKey& key, const std::string& type, const std::string& reason,

@@ -128,6 +128,15 @@ Status MakeDir(const std::string& path, mode_t mode, bool& created) {
   return Status::Ok();
 }
 
+// chmod(path, mode) unless it has that mode already.
+Status Chmod(const std::string& path, mode_t mode) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "cannot stat " + path);
+  if ((st.st_mode & 07777) == mode) return Status::Ok();
+  if (::chmod(path.c_str(), mode) != 0) return ErrnoStatus(errno, "cannot chmod " + path);
+  return Status::Ok();
+}
+
 // ---------------------------------------------------------------------------
 // Times.
 
@@ -582,8 +591,12 @@ Status StateStore::Init() {
   bool created = false;
   VMLET_RETURN_IF_ERROR(MakeDir(state_dir_, 0711, created));
   if (created && !parent.empty()) VMLET_RETURN_IF_ERROR(SyncDir(parent));
-  VMLET_RETURN_IF_ERROR(MakeDir(state_dir_ + "/vms", 0700, created));
+  VMLET_RETURN_IF_ERROR(MakeDir(state_dir_ + "/vms", options_.vmm_group ? 0711 : 0700, created));
   if (created) VMLET_RETURN_IF_ERROR(SyncDir(state_dir_));
+  // Directories made by an earlier vmlet, with or without --vmm-user, get
+  // the modes of this one.
+  VMLET_RETURN_IF_ERROR(Chmod(state_dir_, 0711));
+  VMLET_RETURN_IF_ERROR(Chmod(state_dir_ + "/vms", options_.vmm_group ? 0711 : 0700));
   return Status::Ok();
 }
 
@@ -602,10 +615,20 @@ Status StateStore::EnsureVmDir(const api::VmKey& key) {
   const std::string vms = state_dir_ + "/vms";
   const std::string ns_dir = vms + "/" + key.ns;
   bool created = false;
-  VMLET_RETURN_IF_ERROR(MakeDir(ns_dir, 0700, created));
+  const mode_t ns_mode = options_.vmm_group ? 0711 : 0700;
+  VMLET_RETURN_IF_ERROR(MakeDir(ns_dir, ns_mode, created));
   if (created) VMLET_RETURN_IF_ERROR(SyncDir(vms));
-  VMLET_RETURN_IF_ERROR(MakeDir(VmDir(key), 0700, created));
+  if (!created) VMLET_RETURN_IF_ERROR(Chmod(ns_dir, ns_mode));
+  const std::string vm_dir = VmDir(key);
+  const mode_t vm_mode = options_.vmm_group ? 01770 : 0700;
+  VMLET_RETURN_IF_ERROR(MakeDir(vm_dir, vm_mode, created));
   if (created) VMLET_RETURN_IF_ERROR(SyncDir(ns_dir));
+  if (options_.vmm_group) {
+    if (::chown(vm_dir.c_str(), static_cast<uid_t>(-1), *options_.vmm_group) != 0) {
+      return ErrnoStatus(errno, "cannot give " + vm_dir + " to the VMMs' group");
+    }
+  }
+  if (!created) VMLET_RETURN_IF_ERROR(Chmod(vm_dir, vm_mode));
   return Status::Ok();
 }
 

@@ -149,6 +149,13 @@ class StateStore {
     // events.jsonl keeps about the last this many lines: it is trimmed to
     // exactly this many when it grows past twice as many. 0 counts as 1.
     size_t max_events = 200;
+    // vmlet run --vmm-user: the VMMs' group. The state dir, vms/ and each
+    // namespace's directory are then 0711 (the VMM user may pass through,
+    // not list them), and each VM directory root:GROUP 01770, so that the
+    // VMM can create its sockets there, and cannot remove or replace
+    // vmlet's files (sticky). Nothing: every directory 0700 but the state
+    // dir (0711).
+    std::optional<gid_t> vmm_group = std::nullopt;
   };
 
   // `clock` (its wall time names quarantined records) must outlive the

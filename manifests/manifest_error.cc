@@ -29,6 +29,8 @@ std::string_view ErrorKindName(ErrorKind kind) {
       return "duplicate_vm";
     case ErrorKind::kOutsideImageRoot:
       return "outside_image_root";
+    case ErrorKind::kOutsideShareRoot:
+      return "outside_share_root";
     case ErrorKind::kUnsupportedByDriver:
       return "unsupported_by_driver";
   }

@@ -35,12 +35,13 @@ enum class ErrorKind {
   kInvalidValue,         // right type, wrong value (enum, range, syntax of a MAC, ...)
   kDuplicateVm,          // two documents define the same namespace/name
   kOutsideImageRoot,     // a path that does not resolve inside any --image-root
+  kOutsideShareRoot,     // a shared dir that does not resolve inside any --share-root
   kUnsupportedByDriver,  // a field the chosen driver cannot honour
 };
 
 // "io", "syntax", "no_documents", "unknown_field", "duplicate_key",
 // "missing_field", "wrong_type", "invalid_value", "duplicate_vm",
-// "outside_image_root", "unsupported_by_driver".
+// "outside_image_root", "outside_share_root", "unsupported_by_driver".
 std::string_view ErrorKindName(ErrorKind kind);
 
 // One thing wrong with a manifest, with everything an operator needs to fix

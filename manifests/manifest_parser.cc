@@ -295,6 +295,7 @@ class DocumentParser {
       Error(mark, e.field, e.reason, kind);
     }
     if (errors_.size() == errors_before && !options_.image_roots.empty()) CheckImageRoots(spec);
+    if (errors_.size() == errors_before && !options_.share_roots.empty()) CheckShareRoots(spec);
 
     std::optional<api::VmKey> key;
     if (api::ValidateName(spec.name).ok() && api::ValidateName(spec.ns).ok()) key = spec.key();
@@ -737,14 +738,18 @@ class DocumentParser {
     }
   }
 
-  void CheckImageRoots(const api::VmSpec& spec) {
+  // Returns a check of one path field against `roots` (the --FLAG values):
+  // an error of `kind` at the field when the path, symlinks followed, is
+  // not inside any of them.
+  auto RootCheck(const std::vector<std::string>& root_paths, const char* flag, ErrorKind kind) {
     std::vector<fs::path> roots;
     std::string root_list;
-    for (const std::string& root : options_.image_roots) {
+    for (const std::string& root : root_paths) {
       roots.push_back(ResolvePath(root));
       root_list += (root_list.empty() ? "" : ", ") + root;
     }
-    auto check = [&](const char* field, const std::optional<std::string>& path) {
+    return [this, roots = std::move(roots), root_list = std::move(root_list), flag, kind](
+               const std::string& field, const std::optional<std::string>& path) {
       if (!path) return;
       fs::path resolved = ResolvePath(*path);
       for (const fs::path& root : roots) {
@@ -752,10 +757,21 @@ class DocumentParser {
             std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
         if (root_end == root.end()) return;
       }
-      std::string reason = "resolves to " + Quoted(resolved.string()) +
-                           ", outside every --image-root (" + root_list + ")";
-      Error(MarkOf(field), field, std::move(reason), ErrorKind::kOutsideImageRoot);
+      std::string reason = "resolves to " + Quoted(resolved.string()) + ", outside every --" +
+                           flag + " (" + root_list + ")";
+      Error(MarkOf(field), field, std::move(reason), kind);
     };
+  }
+
+  void CheckShareRoots(const api::VmSpec& spec) {
+    auto check = RootCheck(options_.share_roots, "share-root", ErrorKind::kOutsideShareRoot);
+    for (size_t i = 0; i < spec.shared_dirs.size(); ++i) {
+      check("spec.sharedDirs[" + std::to_string(i) + "].hostPath", spec.shared_dirs[i].host_path);
+    }
+  }
+
+  void CheckImageRoots(const api::VmSpec& spec) {
+    auto check = RootCheck(options_.image_roots, "image-root", ErrorKind::kOutsideImageRoot);
     check("spec.kernel", spec.kernel);
     check("spec.initramfs", spec.initramfs);
     check("spec.rootDisk", spec.root_disk);

@@ -21,6 +21,10 @@ struct ParseOptions {
   // seedIso, efiVariableStore) must resolve, symlinks followed, inside one of
   // these directories (vmlet's --image-root). Checking reads the file system.
   std::vector<std::string> image_roots;
+  // When not empty, every spec.sharedDirs[].hostPath must resolve, symlinks
+  // followed, inside one of these directories (vmlet's --share-root): a
+  // manifest cannot hand a guest /etc or /root. Checking reads the file system.
+  std::vector<std::string> share_roots;
   // Every manifest must name its host in spec.nodeName (vmlet's
   // --require-node-name): a fleet repository must never start one VM on
   // every host that reads it.

@@ -16,6 +16,7 @@
 #include "drivers/cloud_hypervisor/ch_event_parser.h"
 #include "drivers/cloud_hypervisor/ch_vm_config.h"
 #include "drivers/host/disk_lock.h"
+#include "drivers/host/image_access.h"
 #include "drivers/host/unique_fd.h"
 
 namespace vmlet::drivers {
@@ -115,6 +116,11 @@ std::vector<std::string> ChCommandLine(const api::VmSpec& spec, const std::strin
                                        const CloudHypervisorOptions& options) {
   std::vector<std::string> argv;
   if (spec.netns) argv.insert(argv.end(), {options.ip_binary, "netns", "exec", *spec.netns});
+  // After the namespace is entered (which needs root), before CH runs.
+  if (options.vmm_user) {
+    const std::vector<std::string> run_as = RunAsPrefix(*options.vmm_user, options.setpriv_binary);
+    argv.insert(argv.end(), run_as.begin(), run_as.end());
+  }
   argv.insert(argv.end(),
               {options.cloud_hypervisor_binary, "--api-socket", "path=" + ChApiSocket(vm_dir),
                "--event-monitor", "path=" + ChEventsFile(vm_dir)});
@@ -165,7 +171,13 @@ std::vector<api::FieldError> CloudHypervisorDriver::CheckSpec(const api::VmSpec&
            "store");
   }
   if (spec.machine_id) reject("spec.machineId", "only the apple-vz driver uses a machine id");
-  if (!spec.shared_dirs.empty() && ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
+  if (!spec.shared_dirs.empty() && options_.vmm_user) {
+    // virtiofsd's sidecars still run as root, and CH as the VMM user could
+    // not connect to their sockets: refused, not half done.
+    reject("spec.sharedDirs", "not supported yet with --vmm-user (virtiofsd does not run as " +
+                                  options_.vmm_user->user + " yet)");
+  } else if (!spec.shared_dirs.empty() &&
+             ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
     reject("spec.sharedDirs", "virtiofsd is not at " + options_.virtiofsd_binary +
                                   " (Debian: package qemu-system-common)");
   }
@@ -214,6 +226,9 @@ api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
                                         std::to_string(sizeof(sockaddr_un::sun_path) - 1) +
                                         " bytes; use a shorter --state-dir");
   }
+  // An image CH could not open would fail every boot alike: say which,
+  // before launching anything.
+  if (api::Status s = CheckImagesReadable(spec, options_.vmm_user); !s.ok()) return s;
   api::StatusOr<std::string> boot_id = proc_fs_.BootId();
   if (!boot_id.ok()) return boot_id.status();
   const std::string serial = SerialLog(vm_dir);
@@ -223,6 +238,11 @@ api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
   // The watcher follows the file CH will write: CH opens it with O_TRUNC,
   // which keeps the inode.
   if (api::Status s = CreateEmpty(serial); !s.ok()) return s;
+  if (options_.vmm_user &&
+      ::chown(serial.c_str(), options_.vmm_user->uid, options_.vmm_user->gid) != 0) {
+    return api::Status::Internal("cannot give " + serial + " to user " + options_.vmm_user->user +
+                                 ": " + std::strerror(errno));
+  }
   if (api::Status s = watcher_.Watch(vm_dir, serial); !s.ok()) {
     return s.WithContext("watching " + serial);
   }

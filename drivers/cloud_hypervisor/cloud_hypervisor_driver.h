@@ -15,6 +15,7 @@
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/ready_marker_watcher.h"
 #include "drivers/host/virtiofsd_sidecars.h"
+#include "drivers/host/vmm_user.h"
 #include "drivers/vm_driver.h"
 
 namespace vmlet::drivers {
@@ -38,6 +39,12 @@ struct CloudHypervisorOptions {
   // Boot(): how long to wait between vmm.ping attempts while CH creates its
   // API socket (an exit of the VMM ends the wait at once).
   std::chrono::milliseconds ping_interval{10};
+  // vmlet run --vmm-user: CH runs as this user from its first instruction
+  // (spawned through setpriv, every capability dropped; CH's own seccomp
+  // filter stays on), and must be able to open the VM's images as it (else
+  // ImageNotReadable). Nothing: CH runs as vmlet does.
+  std::optional<VmmCredentials> vmm_user;
+  std::string setpriv_binary = "setpriv";
 };
 
 // The files of a VM's VMM, under its vm_dir.
@@ -45,7 +52,8 @@ std::string ChApiSocket(const std::string& vm_dir);   // <vm_dir>/ch.sock
 std::string ChEventsFile(const std::string& vm_dir);  // <vm_dir>/events.json
 
 // The argv Boot() spawns for `spec` (DESIGN §7):
-//   [ip netns exec NETNS] cloud-hypervisor --api-socket path=<vm_dir>/ch.sock
+//   [ip netns exec NETNS] [setpriv ... --]  (options.vmm_user: RunAsPrefix())
+//     cloud-hypervisor --api-socket path=<vm_dir>/ch.sock
 //     --event-monitor path=<vm_dir>/events.json [extra_args...]
 // The VM itself is described by ChVmConfig() and sent with vm.create. Pure.
 std::vector<std::string> ChCommandLine(const api::VmSpec& spec, const std::string& vm_dir,

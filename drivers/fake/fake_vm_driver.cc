@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "drivers/host/disk_lock.h"
+#include "drivers/host/image_access.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -247,6 +248,11 @@ api::StatusOr<VmmHandle> FakeVmDriver::Boot(const api::VmSpec& spec, const std::
   if (faults.fail_boots > 0) {
     --faults.fail_boots;
     return api::Status::Unavailable("injected boot failure");
+  }
+  if (faults.image_not_readable_boot_errors > 0) {
+    --faults.image_not_readable_boot_errors;
+    return ImageNotReadableError("spec.kernel " + spec.kernel +
+                                 ": user vmlet-vmm cannot read it (Permission denied) (injected)");
   }
   if (faults.disk_locked_boot_errors > 0) {
     --faults.disk_locked_boot_errors;

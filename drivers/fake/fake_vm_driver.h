@@ -28,6 +28,9 @@ struct FakeFaults {
   // The next this many Boot() calls are refused with DiskLocked at once, as
   // Cloud Hypervisor's vm.boot refuses.
   int disk_locked_boot_errors = 0;
+  // The next this many Boot() calls find the kernel unreadable
+  // (ImageNotReadable), as both real drivers check before launching.
+  int image_not_readable_boot_errors = 0;
 };
 
 // The `fake` driver (DESIGN §7): VMs without a hypervisor, so the controller

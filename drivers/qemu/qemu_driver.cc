@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "drivers/host/disk_lock.h"
+#include "drivers/host/image_access.h"
 #include "drivers/host/unique_fd.h"
 
 namespace vmlet::drivers {
@@ -97,6 +98,9 @@ api::Status Rotate(const std::string& path) {
   return api::Status::Ok();
 }
 
+constexpr char kSandbox[] =
+    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
 api::Status CreateEmpty(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
   if (!fd.valid()) {
@@ -129,13 +133,20 @@ std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::str
   if (spec.netns) {
     argv.insert(argv.end(), {options.ip_binary, "netns", "exec", *spec.netns});
   }
+  // After the namespace is entered (which needs root), before QEMU runs.
+  if (options.vmm_user) {
+    const std::vector<std::string> run_as = RunAsPrefix(*options.vmm_user, options.setpriv_binary);
+    argv.insert(argv.end(), run_as.begin(), run_as.end());
+  }
   const std::string serial = spec.serial_log.empty() ? SerialLog(vm_dir) : spec.serial_log;
   argv.insert(argv.end(),
               {options.qemu_binary, "-name", spec.ns + "/" + spec.name, "-accel", accel});
   if (accel == "kvm") argv.insert(argv.end(), {"-cpu", "host"});
   argv.insert(argv.end(), {"-m", std::to_string(spec.memory_mb), "-smp", std::to_string(spec.cpus),
                            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                           "-qmp", "unix:" + Escape(QmpSocket(vm_dir)) + ",server=on,wait=off",
+                           // seccomp: no obsolete system calls, no set*id, no fork/exec,
+                           // no scheduler or priority changes.
+                           "-sandbox", kSandbox, "-qmp", "unix:" + Escape(QmpSocket(vm_dir)) + ",server=on,wait=off",
                            "-serial", "file:" + Escape(serial), "-kernel", spec.kernel});
   if (spec.initramfs) argv.insert(argv.end(), {"-initrd", *spec.initramfs});
   argv.insert(argv.end(), {"-append", spec.cmdline.value_or(kDefaultCmdline)});
@@ -198,6 +209,15 @@ std::string QemuDriver::ProbeAccel() {
   if (!kvm.valid()) {
     accel_reason_ = std::string("/dev/kvm: ") + std::strerror(errno);
     return "tcg";
+  }
+  // The probe runs as vmlet; the VMs as the VMM user, who must be able to
+  // open /dev/kvm too (group kvm).
+  if (options_.vmm_user) {
+    if (int error = AccessErrno("/dev/kvm", R_OK | W_OK, options_.vmm_user); error != 0) {
+      accel_reason_ = "/dev/kvm: user " + options_.vmm_user->user + " cannot open it (" +
+                      std::strerror(error) + "; add it to group kvm)";
+      return "tcg";
+    }
   }
   kvm.Reset();
   const std::string socket =
@@ -279,7 +299,13 @@ std::vector<api::FieldError> QemuDriver::CheckSpec(const api::VmSpec& spec) cons
            "the qemu driver boots the kernel directly and keeps no EFI variable store");
   }
   if (spec.machine_id) reject("spec.machineId", "only the apple-vz driver uses a machine id");
-  if (!spec.shared_dirs.empty() && ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
+  if (!spec.shared_dirs.empty() && options_.vmm_user) {
+    // virtiofsd's sidecars still run as root, and QEMU as the VMM user
+    // could not connect to their sockets: refused, not half done.
+    reject("spec.sharedDirs", "not supported yet with --vmm-user (virtiofsd does not run as " +
+                                  options_.vmm_user->user + " yet)");
+  } else if (!spec.shared_dirs.empty() &&
+             ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
     reject("spec.sharedDirs", "virtiofsd is not at " + options_.virtiofsd_binary +
                                   " (Debian: package qemu-system-common)");
   }
@@ -312,13 +338,21 @@ QemuDriver::Vm& QemuDriver::VmFor(const VmmHandle& handle) {
 
 api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::string& vm_dir,
                                           Deadline deadline) {
+  // An image QEMU could not open would fail every boot alike: say which,
+  // before launching anything.
+  if (api::Status s = CheckImagesReadable(spec, options_.vmm_user); !s.ok()) return s;
   const std::string serial = SerialLog(vm_dir);
   for (const std::string& path : {serial, VmmLog(vm_dir)}) {
     if (api::Status s = Rotate(path); !s.ok()) return s;
   }
   // The watcher follows the file QEMU will write: QEMU opens it with O_TRUNC,
-  // which keeps the inode.
+  // which keeps the inode. The VMM user must be able to open it.
   if (api::Status s = CreateEmpty(serial); !s.ok()) return s;
+  if (options_.vmm_user &&
+      ::chown(serial.c_str(), options_.vmm_user->uid, options_.vmm_user->gid) != 0) {
+    return api::Status::Internal("cannot give " + serial + " to user " + options_.vmm_user->user +
+                                 ": " + std::strerror(errno));
+  }
   if (api::Status s = watcher_.Watch(vm_dir, serial); !s.ok()) {
     return s.WithContext("watching " + serial);
   }
@@ -404,6 +438,16 @@ api::StatusOr<nlohmann::json> QemuDriver::Qmp(Vm& vm, const VmmHandle& handle,
   // One connection per command: QEMU serves one QMP client at a time, so a
   // connection vmlet kept open would lock operators (and their tools) out of
   // the monitor. A connection costs about a millisecond.
+  if (options_.vmm_user) {
+    // QEMU made the socket with the umask it inherited (077: 0700); a
+    // socket needs no execute bit, so it is made 0600, as vmlet's own
+    // files are. Cheap, and idempotent.
+    struct stat st {};
+    if (::lstat(handle.socket_path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+        (st.st_mode & 07777) != 0600) {
+      ::chmod(handle.socket_path.c_str(), 0600);
+    }
+  }
   api::StatusOr<QmpClientPtr> client =
       QmpClient::Connect(handle.socket_path, deadline, [&vm](const nlohmann::json& event) {
         if (event.value("event", "") == "SHUTDOWN" && event.contains("data")) {

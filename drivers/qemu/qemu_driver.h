@@ -14,6 +14,7 @@
 #include "drivers/host/ready_marker_watcher.h"
 #include "drivers/host/virtiofsd_sidecars.h"
 #include "drivers/qemu/qmp_client.h"
+#include "drivers/host/vmm_user.h"
 #include "drivers/vm_driver.h"
 
 namespace vmlet::drivers {
@@ -36,14 +37,22 @@ struct QemuOptions {
   std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
   // Kill(): how long `quit` may take before SIGKILL.
   std::chrono::milliseconds quit_timeout{2000};
+  // vmlet run --vmm-user: QEMU runs as this user from its first
+  // instruction (spawned through setpriv, every capability dropped), and
+  // must be able to open the VM's images as it (else ImageNotReadable).
+  // Nothing: QEMU runs as vmlet does.
+  std::optional<VmmCredentials> vmm_user;
+  std::string setpriv_binary = "setpriv";
 };
 
-// The QEMU argv for `spec` (DESIGN §7), with every file QEMU uses under
+// The QEMU argv for `spec` (DESIGN §7), after `ip netns exec NETNS` for
+// spec.netns and RunAsPrefix() for options.vmm_user, with every file QEMU uses under
 // `vm_dir`: qmp.sock (QMP server), serial.log (the guest's ttyS0), and the
 // disks and kernel at the spec's paths. `accel` is "kvm" or "tcg". Pure: for
 // tests and for `vmlet validate`-style checks.
 //   qemu-system-x86_64 -name ns/name -accel A [-cpu host] -m MB -smp N
 //     -nodefaults -no-user-config -display none -no-reboot
+//     -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
 //     -qmp unix:<vm_dir>/qmp.sock,server=on,wait=off -serial file:<serial.log>
 //     -kernel K [-initrd I] -append CMDLINE
 //     [-drive file=ROOT,format=raw|qcow2,if=virtio,id=root] [... id=data]

@@ -208,10 +208,10 @@ std::string E2eTest::Manifest(const api::VmKey& key, const std::string& extra) c
          "\n"
          "spec:\n"
          "  kernel: " +
-         TestGuest().kernel +
+         backend_->Kernel(TestGuest().kernel) +
          "\n"
          "  initramfs: " +
-         TestGuest().initramfs +
+         backend_->Initramfs(TestGuest().initramfs) +
          "\n"
          "  memoryMb: 256\n"
          "  stopGracePeriodSeconds: 60\n" +

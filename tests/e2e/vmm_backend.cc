@@ -157,6 +157,63 @@ class CloudHypervisorBackend final : public VmmBackend {
 
 VmmBackendPtr MakeQemuBackend() { return std::make_unique<QemuBackend>(); }
 
+namespace {
+
+class QemuAsUserBackend final : public VmmBackend {
+ public:
+  explicit QemuAsUserBackend(std::string user) : user_(std::move(user)) {}
+
+  std::string Prepare(const std::string& work_dir) override {
+    images_ = work_dir + "/images";
+    std::error_code ec;
+    fs::create_directories(images_, ec);
+    if (ec) return "cannot create " + images_ + ": " + ec.message();
+    const fs::perms open = fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec;
+    fs::permissions(work_dir, open, ec);
+    if (!ec) fs::permissions(images_, open, ec);
+    if (ec) return "cannot open " + work_dir + " to " + user_ + ": " + ec.message();
+    for (const std::string& from : {TestGuest().kernel, TestGuest().initramfs}) {
+      const std::string to = images_ + "/" + fs::path(from).filename().string();
+      fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+      if (!ec) {
+        fs::permissions(to,
+                        fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                            fs::perms::others_read,
+                        ec);
+      }
+      if (ec) return "cannot copy " + from + " to " + to + ": " + ec.message();
+    }
+    return "";
+  }
+  std::vector<std::string> VmletFlags() const override { return {"--vmm-user", user_}; }
+  std::string ManifestSpecLines() const override { return qemu_.ManifestSpecLines(); }
+  std::string Kernel(const std::string& kernel) const override {
+    return images_ + "/" + fs::path(kernel).filename().string();
+  }
+  std::string Initramfs(const std::string& initramfs) const override {
+    return images_ + "/" + fs::path(initramfs).filename().string();
+  }
+  std::string ReadyIp() const override { return qemu_.ReadyIp(); }
+  std::vector<pid_t> VmmPids(const std::string& dir) const override { return qemu_.VmmPids(dir); }
+  std::string RunState(const std::string& vm_dir) const override {
+    return qemu_.RunState(vm_dir);
+  }
+  std::string MissingPowerOffEvidence(const std::string& vm_dir) const override {
+    return qemu_.MissingPowerOffEvidence(vm_dir);
+  }
+
+ private:
+  const std::string user_;
+  std::string images_;
+  QemuBackend qemu_;
+};
+
+}  // namespace
+
+VmmBackendPtr MakeQemuBackendAsUser(std::string user) {
+  return std::make_unique<QemuAsUserBackend>(std::move(user));
+}
+
 VmmBackendPtr MakeCloudHypervisorBackend(std::string fake_binary) {
   return std::make_unique<CloudHypervisorBackend>(std::move(fake_binary));
 }

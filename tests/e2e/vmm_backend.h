@@ -29,6 +29,11 @@ class VmmBackend {
 
   // Lines appended to every manifest's spec (each "  key: value\n").
   virtual std::string ManifestSpecLines() const = 0;
+  // The guest's kernel and initramfs as the manifests name them: the test
+  // guest's (`kernel`, `initramfs`), unless the backend put copies of its own
+  // elsewhere in Prepare().
+  virtual std::string Kernel(const std::string& kernel) const { return kernel; }
+  virtual std::string Initramfs(const std::string& initramfs) const { return initramfs; }
 
   // The address the guest reports in its ready marker.
   virtual std::string ReadyIp() const = 0;
@@ -54,6 +59,11 @@ using VmmBackendPtr = std::unique_ptr<VmmBackend>;
 // `-qmp unix:<vm_dir>/qmp.sock,...` argument and asked with QMP
 // `query-status`; a power-off shows as "reboot: Power down" in serial.log.
 VmmBackendPtr MakeQemuBackend();
+// The same, with `vmlet run --vmm-user USER`: QEMU runs as USER (an
+// existing unprivileged user; the tests use `nobody`). Prepare() opens the
+// test's directory to it (0711) and copies the test guest into
+// `<work_dir>/images` (0644), since the guest's cache is under root's home.
+VmmBackendPtr MakeQemuBackendAsUser(std::string user);
 
 // fake-cloud-hypervisor at `fake_binary` (the `cloud-hypervisor` driver).
 // Prepare() writes `<work_dir>/bin/fake-cloud-hypervisor`, a script that

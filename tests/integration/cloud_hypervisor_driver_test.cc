@@ -89,12 +89,16 @@ bool Exited(int pidfd) {
   return ::poll(&pfd, 1, 0) > 0;
 }
 
+// Where the booting tests' images are (the driver checks that the VMM can
+// open them before it launches it; the stand-in reads none of them).
+std::string g_images = "/img";
+
 api::VmSpec MinimalSpec() {
   api::VmSpec spec;
   spec.ns = kKey.ns;
   spec.name = kKey.name;
   spec.driver = "cloud-hypervisor";
-  spec.kernel = "/img/vmlinuz";
+  spec.kernel = g_images + "/vmlinuz";
   spec.cpus = 2;
   spec.memory_mb = 256;
   return spec;
@@ -109,6 +113,11 @@ class CloudHypervisorDriverTest : public ::testing::Test {
     dir_ = dir;
     vm_dir_ = dir_ + "/vms/ns/vm-1";
     fs::create_directories(vm_dir_);
+    g_images = dir_ + "/img";
+    fs::create_directories(g_images);
+    for (const char* image : {"vmlinuz", "root.raw", "seed.iso"}) {
+      std::ofstream(g_images + "/" + image) << image;
+    }
     request_log_ = dir_ + "/requests.jsonl";
   }
 
@@ -227,8 +236,8 @@ TEST_F(CloudHypervisorDriverTest, BootReturnsAHandleThatPassesTheIdentityCheckAt
 TEST_F(CloudHypervisorDriverTest, BootSendsPingCreateAndBootWithTheSpecsVmConfig) {
   MakeDriver();
   api::VmSpec spec = MinimalSpec();
-  spec.root_disk = "/disks/root.raw";
-  spec.seed_iso = "/disks/seed.iso";
+  spec.root_disk = g_images + "/root.raw";
+  spec.seed_iso = g_images + "/seed.iso";
   spec.networks = {{"tap-vm1", "52:54:00:12:34:56"}};
   spec.vsock = true;
   ASSERT_TRUE(Boot(spec).ok());

@@ -176,15 +176,17 @@ class VmletRunTest : public ::testing::Test {
   // Starts vmlet with its output going to vmlet-<n>.log in the temp dir.
   // Without a metrics endpoint: tests run in parallel (metrics_test.cc
   // covers it).
-  void StartVmlet(const std::string& boot_delay, const std::string& shutdown_delay) {
+  void StartVmlet(const std::string& boot_delay, const std::string& shutdown_delay,
+                  const std::vector<std::string>& extra_flags = {}) {
     const std::string log = tmp_ + "/vmlet-" + std::to_string(logs_.size() + 1) + ".log";
     logs_.push_back(log);
-    const std::string error = vmlet_.Start(
-        VMLET_BINARY,
-        {"run", "--manifests", manifests_, "--state-dir", state_, "--driver", "fake", "--workers",
-         "4", "--fake-boot-delay", boot_delay, "--fake-shutdown-delay", shutdown_delay,
-         "--log-level", "info", "--metrics-addr", "off", "--api-addr", "off"},
-        log);
+    std::vector<std::string> args = {"run", "--manifests", manifests_, "--state-dir", state_,
+                                     "--driver", "fake", "--workers", "4", "--fake-boot-delay",
+                                     boot_delay, "--fake-shutdown-delay", shutdown_delay,
+                                     "--log-level", "info", "--metrics-addr", "off",
+                                     "--api-addr", "off"};
+    args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+    const std::string error = vmlet_.Start(VMLET_BINARY, args, log);
     ASSERT_EQ(error, "");
   }
 
@@ -497,6 +499,52 @@ TEST_F(VmletRunTest, ManifestBrokenWhileVmletWasDownDoesNotStopTheVm) {
   EXPECT_EQ(driver.live_pid_by_dir[VmDir(key)], pid);
   EXPECT_FALSE(LogsContain("ACPI power button pressed"))
       << "vmlet stopped a VM whose manifest is invalid";
+}
+
+// --share-root: a shared dir that resolves outside every root, here through
+// a symlink planted inside one, is refused by `vmlet validate` and by
+// `vmlet run` alike; a shared dir inside boots.
+TEST_F(VmletRunTest, ShareRootRejectsASharedDirEscapingThroughASymlink) {
+  const std::string shares = tmp_ + "/shares";
+  fs::create_directories(shares + "/data");
+  fs::create_directory_symlink("/etc", shares + "/etc");
+  const api::VmKey good{"small", "good"}, bad{"small", "bad"};
+  auto with_share = [](const api::VmKey& key, const std::string& host_path) {
+    return FakeDriverManifest(key) + "  sharedDirs:\n  - hostPath: " + host_path +
+           "\n    tag: data\n";
+  };
+  WriteManifest(good, with_share(good, shares + "/data"));
+  WriteManifest(bad, with_share(bad, shares + "/etc"));
+  const std::string expected = ManifestPath(bad) +
+                               ":13:15: spec.sharedDirs[0].hostPath: resolves to \"/etc\", "
+                               "outside every --share-root (" +
+                               shares + ")";
+
+  // vmlet validate: exit 1, the error, and nothing about the good one.
+  VmletProcess validate;
+  const std::string out = tmp_ + "/validate.out";
+  ASSERT_EQ(validate.Start(VMLET_BINARY, {"validate", "--share-root", shares, manifests_}, out), "");
+  std::optional<int> status = validate.WaitForExit(seconds(20));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "wait status " << *status;
+  EXPECT_EQ(ReadFile(out), "ok small/good " + ManifestPath(good) + ":1:1\n" + expected +
+                              "\n1 valid VirtualMachine, 1 error\n");
+
+  // vmlet run: the good VM boots; the bad one never does, and says why.
+  ASSERT_NO_FATAL_FAILURE(StartVmlet("100ms", "100ms", {"--share-root", shares}));
+  ASSERT_TRUE(WaitFor(seconds(20), [&] { return Phase(Status(good)) == "Ready"; }));
+  json bad_status;
+  ASSERT_TRUE(WaitFor(seconds(10), [&] {
+    bad_status = Status(bad);
+    const json* valid = Condition(bad_status, "ManifestValid");
+    return valid != nullptr && valid->value("status", "") == "False";
+  })) << bad_status.dump();
+  EXPECT_NE(Condition(bad_status, "ManifestValid")->value("message", "").find(expected),
+            std::string::npos)
+      << bad_status.dump();
+  EXPECT_EQ(Phase(bad_status), "Failed") << bad_status.dump();
+  FakeDriverView driver = FakeDriverView::Read(FakeStateFile());
+  EXPECT_EQ(driver.live_pid_by_dir.count(VmDir(bad)), 0u) << "the escaping VM was booted";
 }
 
 }  // namespace

@@ -1737,6 +1737,32 @@ TEST_F(ReconcilerTest, BootRefusedAtOnceForALockedDiskIsRetriedWithBackoffNotAsA
   EXPECT_THAT(Events(key), ElementsAre("DiskLocked", "Booted", "DiskUnlocked", "Ready"));
 }
 
+TEST_F(ReconcilerTest, AnImageTheVmmCannotOpenIsImageNotReadableAndRetriedWithBackoff) {
+  api::VmSpec spec = Spec();
+  spec.restart_policy = api::RestartPolicy::kNever;
+  const api::VmKey key = spec.key();
+  drivers::FakeFaults faults;
+  faults.image_not_readable_boot_errors = 2;
+  fake().SetFaults(key, faults);
+  Want(spec);
+
+  EXPECT_EQ(Pass(key), After(1s));
+  VmStatus status = Status(key);
+  EXPECT_EQ(status.phase, "Starting");
+  EXPECT_EQ(status.reason, "ImageNotReadable: spec.kernel " + spec.kernel +
+                               ": user vmlet-vmm cannot read it (Permission denied) (injected); "
+                               "boot attempt 1 refused");
+  EXPECT_EQ(ConditionOf(status, "Ready").reason, "ImageNotReadable");
+  clock_.Advance(1s);
+  EXPECT_EQ(Pass(key), After(2s));
+  clock_.Advance(2s);
+  Converge(key);
+
+  EXPECT_EQ(Status(key).phase, "Ready");
+  EXPECT_EQ(Status(key).restart_count, 0u);
+  EXPECT_THAT(Events(key), ElementsAre("ImageNotReadable", "Booted", "ImageReadable", "Ready"));
+}
+
 TEST_F(ReconcilerTest, DiskLockedBackoffIsCappedAt30Seconds) {
   const api::VmKey key = Spec().key();
   drivers::FakeFaults faults;

@@ -40,6 +40,9 @@ TEST(QemuCommandLineTest, MinimalSpecBootsTheKernelHeadlessWithEveryFileInTheVmD
                                              "-display",
                                              "none",
                                              "-no-reboot",
+                                             "-sandbox",
+                                             "on,obsolete=deny,elevateprivileges=deny,"
+                                             "spawn=deny,resourcecontrol=deny",
                                              "-qmp",
                                              "unix:/s/vms/prod/web-1/qmp.sock,server=on,wait=off",
                                              "-serial",
@@ -48,6 +51,21 @@ TEST(QemuCommandLineTest, MinimalSpecBootsTheKernelHeadlessWithEveryFileInTheVmD
                                              "/img/vmlinuz",
                                              "-append",
                                              "console=ttyS0 panic=-1"}));
+}
+
+// --vmm-user: setpriv takes the user's ids after `ip netns exec` (which
+// needs root) and before QEMU, which never runs as root.
+TEST(QemuCommandLineTest, AVmmUserRunsQemuThroughSetprivInsideTheNetns) {
+  api::VmSpec spec = MinimalSpec();
+  spec.netns = "blue";
+  QemuOptions options;
+  options.vmm_user = VmmCredentials{"vmlet-vmm", 998, 997, {997, 993}};
+  const std::vector<std::string> argv = QemuCommandLine(spec, "/s/vms/prod/web-1", "tcg", options);
+  ASSERT_GE(argv.size(), 14u);
+  EXPECT_THAT(std::vector<std::string>(argv.begin(), argv.begin() + 14),
+              ElementsAre("ip", "netns", "exec", "blue", "setpriv", "--reuid=998", "--regid=997",
+                          "--groups=997,993", "--inh-caps=-all", "--ambient-caps=-all",
+                          "--bounding-set=-all", "--no-new-privs", "--", "qemu-system-x86_64"));
 }
 
 TEST(QemuCommandLineTest, KvmUsesTheHostCpu) {

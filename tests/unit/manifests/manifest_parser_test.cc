@@ -1182,6 +1182,50 @@ TEST(ManifestParserTest, RequiredNodeNameIsAMissingFieldErrorAtTheSpec) {
   EXPECT_TRUE(Parse(Manifest("")).errors.empty());
 }
 
+// --share-root: the same resolution as --image-root, for sharedDirs.
+TEST_F(ManifestParserImageRootTest, SharedDirInsideAShareRootIsAccepted) {
+  std::filesystem::create_directories(dir_ + "/shares/data");
+  ParseOptions options;
+  options.share_roots = {dir_ + "/other", dir_ + "/shares"};
+  ParseResult result = Parse(Manifest("  sharedDirs:\n  - hostPath: " + dir_ +
+                                      "/shares/data\n    tag: data\n"),
+                             "web.yaml", options);
+  EXPECT_THAT(result.errors, IsEmpty()) << Describe(result.errors);
+}
+
+TEST_F(ManifestParserImageRootTest, SharedDirEscapingItsShareRootThroughASymlinkIsRejected) {
+  std::filesystem::create_directories(dir_ + "/shares");
+  std::filesystem::create_directory_symlink("/etc", dir_ + "/shares/etc");
+  ParseOptions options;
+  options.share_roots = {dir_ + "/shares"};
+  ParseResult result = Parse(Manifest("  sharedDirs:\n  - hostPath: " + dir_ +
+                                      "/shares/data\n    tag: data\n"
+                                      "  - hostPath: " +
+                                      dir_ + "/shares/etc\n    tag: etc\n"),
+                             "web.yaml", options);
+  EXPECT_THAT(result.vms, IsEmpty());
+  ASSERT_THAT(result.errors, SizeIs(1)) << Describe(result.errors);
+  EXPECT_EQ(result.errors[0].kind, ErrorKind::kOutsideShareRoot);
+  EXPECT_EQ(ErrorKindName(result.errors[0].kind), "outside_share_root");
+  EXPECT_EQ(result.errors[0].ToString(),
+            "web.yaml:11:15: spec.sharedDirs[1].hostPath: resolves to \"/etc\", outside every "
+            "--share-root (" +
+                dir_ + "/shares)");
+}
+
+TEST_F(ManifestParserImageRootTest, ShareRootsDoNotApplyToImagesNorImageRootsToSharedDirs) {
+  std::filesystem::create_directories(dir_ + "/shares/data");
+  ParseOptions options;
+  options.share_roots = {dir_ + "/shares"};
+  options.image_roots = {images_};
+  ParseResult result = Parse(SpecWithoutKernel("  kernel: " + images_ + "/vmlinuz\n" +
+                                               "  sharedDirs:\n  - hostPath: " + images_ +
+                                               "\n    tag: data\n"),
+                             "web.yaml", options);
+  ASSERT_THAT(result.errors, SizeIs(1)) << Describe(result.errors);
+  EXPECT_EQ(result.errors[0].field, "spec.sharedDirs[0].hostPath");
+}
+
 TEST(ManifestParserTest, ANodeNameOfTheWrongTypeIsReportedOnceEvenWhenRequired) {
   ParseOptions fleet;
   fleet.require_node_name = true;
