@@ -8,7 +8,7 @@ namespace vmlet::drivers {
 
 using nlohmann::json;
 
-json ChVmConfig(const api::VmSpec& spec, const std::string& vm_dir) {
+json ChVmConfig(const api::VmSpec& spec, const std::string& vm_dir, bool landlock) {
   json payload = {{"kernel", spec.kernel}};
   if (spec.initramfs) payload["initramfs"] = *spec.initramfs;
   payload["cmdline"] = spec.cmdline.value_or(kChDefaultCmdline);
@@ -57,6 +57,10 @@ json ChVmConfig(const api::VmSpec& spec, const std::string& vm_dir) {
     // The same CID QEMU would give this VM directory, so a VM keeps its CID
     // whichever driver runs it.
     config["vsock"] = {{"cid", VsockCid(vm_dir)}, {"socket", vm_dir + "/vsock.sock"}};
+  }
+  if (landlock) {
+    config["landlock_enable"] = true;
+    config["landlock_rules"] = json::array({{{"path", vm_dir}, {"access", "rw"}}});
   }
   return config;
 }

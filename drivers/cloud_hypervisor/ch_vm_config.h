@@ -30,6 +30,11 @@ inline constexpr char kChDefaultCmdline[] = "console=ttyS0 panic=-1";
 //   console   {mode: Off} (CH never writes to its own stdio)
 //   vsock     {cid: VsockCid(vm_dir), socket: <vm_dir>/vsock.sock} when
 //             spec.vsock
-nlohmann::json ChVmConfig(const api::VmSpec& spec, const std::string& vm_dir);
+//   landlock_enable: true, landlock_rules: [{path: vm_dir, access: "rw"}]
+//             with `landlock` (vmlet run --vmm-user): CH confines itself to
+//             the files its config names (which it allows by itself) and the
+//             VM's directory
+nlohmann::json ChVmConfig(const api::VmSpec& spec, const std::string& vm_dir,
+                          bool landlock = false);
 
 }  // namespace vmlet::drivers

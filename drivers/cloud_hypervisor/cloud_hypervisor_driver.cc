@@ -137,7 +137,11 @@ CloudHypervisorDriver::CloudHypervisorDriver(api::Clock& clock, const ProcFs& pr
       options_(std::move(options)),
       watcher_(clock),
       sidecars_(clock, proc_fs, launcher,
-                VirtiofsdSidecars::Options{.virtiofsd_binary = options_.virtiofsd_binary}) {}
+                VirtiofsdSidecars::Options{
+                    .virtiofsd_binary = options_.virtiofsd_binary,
+                    .socket_group = options_.vmm_user
+                                        ? std::optional<gid_t>(options_.vmm_user->gid)
+                                        : std::nullopt}) {}
 
 CloudHypervisorDriver::~CloudHypervisorDriver() { Stop(); }
 
@@ -171,13 +175,7 @@ std::vector<api::FieldError> CloudHypervisorDriver::CheckSpec(const api::VmSpec&
            "store");
   }
   if (spec.machine_id) reject("spec.machineId", "only the apple-vz driver uses a machine id");
-  if (!spec.shared_dirs.empty() && options_.vmm_user) {
-    // virtiofsd's sidecars still run as root, and CH as the VMM user could
-    // not connect to their sockets: refused, not half done.
-    reject("spec.sharedDirs", "not supported yet with --vmm-user (virtiofsd does not run as " +
-                                  options_.vmm_user->user + " yet)");
-  } else if (!spec.shared_dirs.empty() &&
-             ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
+  if (!spec.shared_dirs.empty() && ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
     reject("spec.sharedDirs", "virtiofsd is not at " + options_.virtiofsd_binary +
                                   " (Debian: package qemu-system-common)");
   }
@@ -329,7 +327,7 @@ api::Status CloudHypervisorDriver::BringUp(Vm& vm, const api::VmSpec& spec,
     Nap(pidfd, options_.ping_interval);
   }
 
-  if (api::Status s = vm.api->Create(ChVmConfig(spec, vm_dir), deadline); !s.ok()) {
+  if (api::Status s = vm.api->Create(ChVmConfig(spec, vm_dir, options_.vmm_user.has_value()), deadline); !s.ok()) {
     return s.WithContext(who);
   }
   if (api::Status s = vm.api->Boot(deadline); !s.ok()) {

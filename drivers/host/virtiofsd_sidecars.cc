@@ -201,6 +201,13 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
       }
       WaitPidFd(pidfd->get(), std::chrono::milliseconds(2));
     }
+    if (options_.socket_group) {
+      if (::chown(sidecar.socket.c_str(), static_cast<uid_t>(-1), *options_.socket_group) != 0 ||
+          ::chmod(sidecar.socket.c_str(), 0660) != 0) {
+        return fail(api::Status::Internal("cannot give " + sidecar.socket +
+                                          " to the VMMs' group: " + std::strerror(errno)));
+      }
+    }
   }
   return started;
 }

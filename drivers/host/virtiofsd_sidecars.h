@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,12 @@ class VirtiofsdSidecars {
     std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
     std::string unshare_binary = "unshare";
     std::chrono::milliseconds stop_timeout{2000};  // SIGTERM, then SIGKILL
+    // vmlet run --vmm-user: the VMM user's group. virtiofsd stays root (it
+    // serves files with their owners and confines itself with a chroot,
+    // which needs root; libvirt runs it so too); its socket is then given
+    // to this group, 0660, so that the unprivileged VMM can connect to it.
+    // Nothing: the socket stays root's.
+    std::optional<gid_t> socket_group = std::nullopt;
   };
 
   VirtiofsdSidecars(const api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,

@@ -200,7 +200,11 @@ QemuDriver::QemuDriver(const api::Clock& clock, const ProcFs& proc_fs, ProcessLa
       accel_reason_(options_.accel.empty() ? "" : "as configured"),
       watcher_(clock),
       sidecars_(clock, proc_fs, launcher,
-                VirtiofsdSidecars::Options{.virtiofsd_binary = options_.virtiofsd_binary}) {}
+                VirtiofsdSidecars::Options{
+                    .virtiofsd_binary = options_.virtiofsd_binary,
+                    .socket_group = options_.vmm_user
+                                        ? std::optional<gid_t>(options_.vmm_user->gid)
+                                        : std::nullopt}) {}
 
 QemuDriver::~QemuDriver() { Stop(); }
 
@@ -299,13 +303,7 @@ std::vector<api::FieldError> QemuDriver::CheckSpec(const api::VmSpec& spec) cons
            "the qemu driver boots the kernel directly and keeps no EFI variable store");
   }
   if (spec.machine_id) reject("spec.machineId", "only the apple-vz driver uses a machine id");
-  if (!spec.shared_dirs.empty() && options_.vmm_user) {
-    // virtiofsd's sidecars still run as root, and QEMU as the VMM user
-    // could not connect to their sockets: refused, not half done.
-    reject("spec.sharedDirs", "not supported yet with --vmm-user (virtiofsd does not run as " +
-                                  options_.vmm_user->user + " yet)");
-  } else if (!spec.shared_dirs.empty() &&
-             ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
+  if (!spec.shared_dirs.empty() && ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
     reject("spec.sharedDirs", "virtiofsd is not at " + options_.virtiofsd_binary +
                                   " (Debian: package qemu-system-common)");
   }

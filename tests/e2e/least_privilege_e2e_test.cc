@@ -168,5 +168,43 @@ TEST_F(LeastPrivilegeE2eTest, AKernelTheVmmUserCannotReadIsImageNotReadableUntil
   EXPECT_EQ(CountEvents(key, {"ImageReadable"}), 1) << Events(key);
 }
 
+// Given --vmm-user and a VM with a read-write and a readOnly shared dir:
+// virtiofsd stays root, confined by its chroot (it serves files with their
+// owners), and hands its socket to the VMM's group, 0660; QEMU, as the VMM
+// user, connects to it; the guest writes to the read-write dir and cannot
+// write to the readOnly one.
+TEST_F(LeastPrivilegeE2eTest, SharedDirsWorkWithAnUnprivilegedQemu) {
+  const api::VmKey key{"demo", "shared"};
+  const std::string rw = tmp_ + "/share-rw", ro = tmp_ + "/share-ro";
+  fs::create_directories(rw);
+  fs::create_directories(ro);
+  WriteManifest(key, Manifest(key,
+                              "  cmdline: \"console=ttyS0 panic=-1 vmlet.mount=rw vmlet.mount=ro "
+                              "vmlet.write=rw vmlet.write=ro\"\n"
+                              "  sharedDirs:\n"
+                              "    - {hostPath: " +
+                                  rw +
+                                  ", tag: rw}\n"
+                                  "    - {hostPath: " +
+                                  ro + ", tag: ro, readOnly: true}\n"));
+  StartVmlet();
+  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
+  const pid_t qemu = VmmPid(Status(key));
+  EXPECT_EQ(ProcStatus(qemu, "Uid").substr(0, ProcStatus(qemu, "Uid").find('\t')),
+            std::to_string(uid_));
+  for (const char* tag : {"rw", "ro"}) {
+    const FileMode socket = ModeOf(VmDir(key) + "/virtiofs-" + std::string(tag) + ".sock");
+    ASSERT_TRUE(socket.ok) << tag;
+    EXPECT_EQ(Octal(socket.mode), "660") << tag;
+    EXPECT_EQ(socket.uid, 0u) << tag;
+    EXPECT_EQ(socket.gid, gid_) << tag;
+  }
+  const std::string serial = ReadFile(VmDir(key) + "/serial.log");
+  EXPECT_NE(serial.find("VMLET_WRITE rw ok"), std::string::npos) << serial;
+  EXPECT_NE(serial.find("VMLET_WRITE ro failed"), std::string::npos) << serial;
+  EXPECT_EQ(ReadFile(rw + "/written-by-guest"), "written by the guest\n");
+  EXPECT_FALSE(fs::exists(ro + "/written-by-guest"));
+}
+
 }  // namespace
 }  // namespace vmlet::testing

@@ -81,6 +81,31 @@ TEST(ChVmConfigTest, SharedDirsBecomeVirtioFsDevicesOnSharedMemory) {
        "num_queues": 1, "queue_size": 512}])"));
 }
 
+// --vmm-user: CH confines itself with Landlock to its config's files and
+// the VM's directory.
+TEST(ChVmConfigTest, LandlockAllowsTheVmDirBesidesTheConfigsOwnFiles) {
+  const json config = ChVmConfig(MinimalSpec(), kVmDir, /*landlock=*/true);
+  EXPECT_EQ(config["landlock_enable"], true);
+  EXPECT_EQ(config["landlock_rules"], json::parse(R"([{"path": ")" + std::string(kVmDir) +
+                                                  R"(", "access": "rw"}])"));
+  EXPECT_FALSE(ChVmConfig(MinimalSpec(), kVmDir).contains("landlock_enable"));
+}
+
+// --vmm-user: setpriv takes the user's ids after `ip netns exec`, before CH.
+TEST(ChCommandLineTest, AVmmUserRunsChThroughSetprivInsideTheNetns) {
+  api::VmSpec spec = MinimalSpec();
+  spec.netns = "blue";
+  CloudHypervisorOptions options;
+  options.vmm_user = VmmCredentials{"vmlet-vmm", 998, 997, {}};
+  const std::vector<std::string> argv = ChCommandLine(spec, kVmDir, options);
+  ASSERT_GE(argv.size(), 14u);
+  EXPECT_EQ(std::vector<std::string>(argv.begin(), argv.begin() + 14),
+            (std::vector<std::string>{"ip", "netns", "exec", "blue", "setpriv", "--reuid=998",
+                                      "--regid=997", "--clear-groups", "--inh-caps=-all",
+                                      "--ambient-caps=-all", "--bounding-set=-all",
+                                      "--no-new-privs", "--", "cloud-hypervisor"}));
+}
+
 TEST(ChVmConfigTest, TheSpecsSerialLogWinsOverTheDefaultPath) {
   api::VmSpec spec = MinimalSpec();
   spec.serial_log = "/elsewhere/serial.log";
