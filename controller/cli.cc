@@ -263,12 +263,17 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   manifests::ParseOptions options;
   validate->add_option("paths", paths, "Manifest files or directories (searched recursively)")
       ->required();
-  validate->add_option("--image-root", options.image_roots,
-                       "Every path field must resolve inside one of these directories "
-                       "(repeatable)");
-  validate->add_option("--share-root", options.share_roots,
-                       "Every sharedDirs[].hostPath must resolve inside one of these directories "
-                       "(repeatable)");
+  // One directory per flag (repeat the flag for more), so that a root is
+  // never mistaken for a manifest path that follows it, nor the reverse.
+  validate
+      ->add_option("--image-root", options.image_roots,
+                   "Every path field must resolve inside one of these directories (repeatable)")
+      ->allow_extra_args(false);
+  validate
+      ->add_option("--share-root", options.share_roots,
+                   "Every sharedDirs[].hostPath must resolve inside one of these directories "
+                   "(repeatable)")
+      ->allow_extra_args(false);
   validate->add_flag("--require-node-name", options.require_node_name,
                      "Every manifest must name its host in spec.nodeName");
   validate
@@ -297,12 +302,14 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                                           : "unknown driver (known: qemu, cloud-hypervisor, fake)";
       });
   run->add_option("--image-root", run_options.image_roots,
-                  "Every path field must resolve inside one of these directories (repeatable)");
+                  "Every path field must resolve inside one of these directories (repeatable)")
+      ->allow_extra_args(false);
   run->add_option("--vmm-user", run_options.vmm_user,
                   "Run every VMM as this user, never as root (default: as vmlet)");
   run->add_option("--share-root", run_options.share_roots,
                   "Every sharedDirs[].hostPath must resolve inside one of these directories "
-                  "(repeatable)");
+                  "(repeatable)")
+      ->allow_extra_args(false);
   run->add_option("--node-name", run_options.node_name,
                   "This node's name; manifests with another spec.nodeName are not run here "
                   "(default: the host name)");

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/un.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -327,6 +328,11 @@ api::Status CloudHypervisorDriver::BringUp(Vm& vm, const api::VmSpec& spec,
     Nap(pidfd, options_.ping_interval);
   }
 
+  if (options_.vmm_user) {
+    // CH made its socket with the umask it inherited (077: 0700); a socket
+    // needs no execute bit, so it is made 0600, as vmlet's own files are.
+    ::chmod(ChApiSocket(vm_dir).c_str(), 0600);
+  }
   if (api::Status s = vm.api->Create(ChVmConfig(spec, vm_dir, options_.vmm_user.has_value()), deadline); !s.ok()) {
     return s.WithContext(who);
   }

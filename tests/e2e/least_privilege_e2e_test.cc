@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <pwd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "api/vm_key.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/vmm_backend.h"
+#include "tests/integration/vmlet_process.h"
 
 namespace vmlet::testing {
 namespace {
@@ -166,6 +168,98 @@ TEST_F(LeastPrivilegeE2eTest, AKernelTheVmmUserCannotReadIsImageNotReadableUntil
   status = Status(key);
   EXPECT_EQ(status.value("restartCount", -1), 0) << status.dump();
   EXPECT_EQ(CountEvents(key, {"ImageReadable"}), 1) << Events(key);
+}
+
+// Given --share-root, a shared dir that escapes it through a symlink is
+// refused by `vmlet validate` and by `vmlet run` (no QEMU, no virtiofsd, the
+// error in the VM's status), while a shared dir inside boots.
+TEST_F(LeastPrivilegeE2eTest, ASharedDirEscapingItsShareRootThroughASymlinkIsRefused) {
+  const std::string shares = tmp_ + "/shares";
+  fs::create_directories(shares + "/data");
+  fs::create_directory_symlink("/etc", shares + "/etc");
+  const api::VmKey good{"demo", "inside"}, bad{"demo", "escape"};
+  auto with_share = [&](const api::VmKey& key, const std::string& host_path) {
+    return Manifest(key, "  sharedDirs:\n    - {hostPath: " + host_path + ", tag: data}\n");
+  };
+  WriteManifest(good, with_share(good, shares + "/data"));
+  WriteManifest(bad, with_share(bad, shares + "/etc"));
+  const std::string reason =
+      "spec.sharedDirs[0].hostPath: resolves to \"/etc\", outside every --share-root (" +
+      shares + ")";
+
+  VmletProcess validate;
+  const std::string out = tmp_ + "/validate.out";
+  ASSERT_EQ(validate.Start(VMLET_BINARY,
+                           {"validate", "--share-root", shares, ManifestPath(good), ManifestPath(bad)},
+                           out),
+            "");
+  std::optional<int> exit = validate.WaitForExit(seconds(30));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 1) << ReadFile(out);
+  EXPECT_NE(ReadFile(out).find(ManifestPath(bad) + ":"), std::string::npos) << ReadFile(out);
+  EXPECT_NE(ReadFile(out).find(reason), std::string::npos) << ReadFile(out);
+
+  StartVmlet({"--share-root", shares});
+  ASSERT_TRUE(WaitPhase(good, "Ready", kBootTimeout));
+  json status = Status(bad);
+  ASSERT_TRUE(status.is_object());
+  EXPECT_EQ(ConditionStatus(status, "ManifestValid"), "False") << status.dump();
+  EXPECT_NE(status.dump().find("outside every --share-root"), std::string::npos)
+      << status.dump();
+  EXPECT_TRUE(VmmPids(VmDir(bad)).empty());
+  EXPECT_TRUE(VirtiofsdPids(VmDir(bad)).empty());
+}
+
+class LeastPrivilegeChE2eTest : public E2eTest {
+ protected:
+  LeastPrivilegeChE2eTest()
+      : E2eTest(MakeCloudHypervisorBackendAsUser(FAKE_CH_BINARY, FAKE_CH_OPENAPI, kUser)) {}
+
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "running VMMs as another user needs root";
+    passwd* pw = ::getpwnam(kUser);
+    ASSERT_NE(pw, nullptr) << "no user " << kUser;
+    uid_ = pw->pw_uid;
+    gid_ = pw->pw_gid;
+    E2eTest::SetUp();
+  }
+
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
+};
+
+// Given --vmm-user nobody and the cloud-hypervisor driver (its stand-in),
+// the VM boots to Ready with a VMM that has nobody's ids, no capabilities
+// and no_new_privs; its API socket is 0600 and its own; vm.create asked for
+// Landlock confined to the VM's directory (the stand-in checks the body
+// against CH's OpenAPI schema).
+TEST_F(LeastPrivilegeChE2eTest, CloudHypervisorRunsAsTheVmmUserWithoutCapabilities) {
+  const api::VmKey key{"demo", "least-ch"};
+  WriteManifest(key, Manifest(key));
+  StartVmlet();
+  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
+  const pid_t pid = VmmPid(Status(key));
+  ASSERT_GT(pid, 0);
+  const std::string uid = std::to_string(uid_), gid = std::to_string(gid_);
+  EXPECT_EQ(ProcStatus(pid, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid);
+  EXPECT_EQ(ProcStatus(pid, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid);
+  EXPECT_EQ(ProcStatus(pid, "NoNewPrivs"), "1");
+  EXPECT_EQ(ProcStatus(pid, "CapEff"), "0000000000000000");
+  EXPECT_EQ(ProcStatus(pid, "CapBnd"), "0000000000000000");
+  const FileMode vm_dir = ModeOf(VmDir(key));
+  EXPECT_EQ(Octal(vm_dir.mode), "1770");
+  EXPECT_EQ(vm_dir.gid, gid_);
+  const FileMode socket = ModeOf(VmDir(key) + "/ch.sock");
+  ASSERT_TRUE(socket.ok);
+  EXPECT_EQ(Octal(socket.mode), "600");
+  EXPECT_EQ(socket.uid, uid_);
+  const HttpReply info = HttpGet("http://localhost/api/v1/vm.info", VmDir(key) + "/ch.sock");
+  const json config = json::parse(info.body, nullptr, false);
+  ASSERT_TRUE(config.is_object()) << info.error << info.body;
+  EXPECT_EQ(config["config"].value("landlock_enable", false), true) << info.body;
+  EXPECT_EQ(config["config"].value("landlock_rules", json()),
+            json::parse(R"([{"path": ")" + VmDir(key) + R"(", "access": "rw"}])"))
+      << info.body;
 }
 
 // Given --vmm-user and a VM with a read-write and a readOnly shared dir:

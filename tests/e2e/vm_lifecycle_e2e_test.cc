@@ -34,18 +34,23 @@ using std::chrono::seconds;
 VmmBackendPtr MakeVmmBackend(const std::string& driver) {
   if (driver == "cloud-hypervisor") return MakeCloudHypervisorBackend(FAKE_CH_BINARY);
   if (driver == "qemu-as-nobody") return MakeQemuBackendAsUser("nobody");
+  if (driver == "cloud-hypervisor-as-nobody") {
+    return MakeCloudHypervisorBackendAsUser(FAKE_CH_BINARY, FAKE_CH_OPENAPI, "nobody");
+  }
   return MakeQemuBackend();
 }
 
 // The driver under test is the parameter: "qemu", "cloud-hypervisor", or
-// "qemu-as-nobody" (vmlet run --vmm-user nobody: QEMU never runs as root).
+// either "-as-nobody" (vmlet run --vmm-user nobody: the VMM never runs as
+// root).
 class VmletE2eTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
  protected:
   VmletE2eTest() : E2eTest(MakeVmmBackend(GetParam())) {}
 };
 
 INSTANTIATE_TEST_SUITE_P(EveryDriver, VmletE2eTest,
-                         ::testing::Values("qemu", "cloud-hypervisor", "qemu-as-nobody"),
+                         ::testing::Values("qemu", "cloud-hypervisor", "qemu-as-nobody",
+                                           "cloud-hypervisor-as-nobody"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

@@ -79,22 +79,48 @@ std::vector<std::string> ReadChEvents(const std::string& path) {
 
 class CloudHypervisorBackend final : public VmmBackend {
  public:
-  explicit CloudHypervisorBackend(std::string fake_binary) : fake_binary_(std::move(fake_binary)) {}
+  // `openapi`: when not empty, the stand-in and this OpenAPI file are copied
+  // into the test's directory and run from there (world-readable), so that
+  // a VMM user may run them wherever the build tree is.
+  CloudHypervisorBackend(std::string fake_binary, std::string openapi)
+      : fake_binary_(std::move(fake_binary)), openapi_(std::move(openapi)) {}
 
   std::string Prepare(const std::string& work_dir) override {
     const fs::path bin = fs::path(work_dir) / "bin";
     std::error_code ec;
-    fs::create_directories(bin, ec);
+    fs::create_directories(bin / "real", ec);
     if (ec) return "cannot create " + bin.string() + ": " + ec.message();
+    std::string binary = fake_binary_, extra;
+    if (!openapi_.empty()) {
+      binary = (bin / "real" / fs::path(fake_binary_).filename()).string();
+      const std::string openapi = (bin / "real" / "openapi.yaml").string();
+      fs::copy_file(fake_binary_, binary, fs::copy_options::overwrite_existing, ec);
+      if (!ec) fs::copy_file(openapi_, openapi, fs::copy_options::overwrite_existing, ec);
+      if (ec) return "cannot copy the stand-in: " + ec.message();
+      for (const fs::path& p : {bin, bin / "real", fs::path(binary)}) {
+        fs::permissions(p, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                               fs::perms::others_read | fs::perms::others_exec,
+                        ec);
+      }
+      fs::permissions(openapi, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read,
+                      ec);
+      if (ec) return "cannot open the stand-in to others: " + ec.message();
+      extra = " --fake-openapi '" + openapi + "'";
+    }
     wrapper_ = (bin / fs::path(fake_binary_).filename()).string();
     {
       std::ofstream out(wrapper_, std::ios::trunc);
       out << "#!/bin/sh\n"
              "exec '"
-          << fake_binary_ << "' --fake-boot-delay-ms " << kBootDelayMs << " \"$@\"\n";
+          << binary << "'" << extra << " --fake-boot-delay-ms " << kBootDelayMs << " \"$@\"\n";
       if (!out) return "cannot write " + wrapper_;
     }
-    fs::permissions(wrapper_, fs::perms::owner_all, fs::perm_options::replace, ec);
+    fs::permissions(wrapper_,
+                    openapi_.empty() ? fs::perms::owner_all
+                                     : fs::perms::owner_all | fs::perms::group_read |
+                                           fs::perms::group_exec | fs::perms::others_read |
+                                           fs::perms::others_exec,
+                    fs::perm_options::replace, ec);
     if (ec) return "cannot make " + wrapper_ + " executable: " + ec.message();
     return "";
   }
@@ -150,6 +176,7 @@ class CloudHypervisorBackend final : public VmmBackend {
   static constexpr int kBootDelayMs = 3000;
 
   const std::string fake_binary_;
+  const std::string openapi_;
   std::string wrapper_;  // set by Prepare()
 };
 
@@ -159,9 +186,10 @@ VmmBackendPtr MakeQemuBackend() { return std::make_unique<QemuBackend>(); }
 
 namespace {
 
-class QemuAsUserBackend final : public VmmBackend {
+class AsUserBackend final : public VmmBackend {
  public:
-  explicit QemuAsUserBackend(std::string user) : user_(std::move(user)) {}
+  AsUserBackend(VmmBackendPtr inner, std::string user)
+      : inner_(std::move(inner)), user_(std::move(user)) {}
 
   std::string Prepare(const std::string& work_dir) override {
     images_ = work_dir + "/images";
@@ -183,39 +211,52 @@ class QemuAsUserBackend final : public VmmBackend {
       }
       if (ec) return "cannot copy " + from + " to " + to + ": " + ec.message();
     }
-    return "";
+    return inner_->Prepare(work_dir);
   }
-  std::vector<std::string> VmletFlags() const override { return {"--vmm-user", user_}; }
-  std::string ManifestSpecLines() const override { return qemu_.ManifestSpecLines(); }
+  std::vector<std::string> VmletFlags() const override {
+    std::vector<std::string> flags = inner_->VmletFlags();
+    flags.insert(flags.end(), {"--vmm-user", user_});
+    return flags;
+  }
+  std::string ManifestSpecLines() const override { return inner_->ManifestSpecLines(); }
   std::string Kernel(const std::string& kernel) const override {
     return images_ + "/" + fs::path(kernel).filename().string();
   }
   std::string Initramfs(const std::string& initramfs) const override {
     return images_ + "/" + fs::path(initramfs).filename().string();
   }
-  std::string ReadyIp() const override { return qemu_.ReadyIp(); }
-  std::vector<pid_t> VmmPids(const std::string& dir) const override { return qemu_.VmmPids(dir); }
+  std::string ReadyIp() const override { return inner_->ReadyIp(); }
+  std::vector<pid_t> VmmPids(const std::string& dir) const override {
+    return inner_->VmmPids(dir);
+  }
   std::string RunState(const std::string& vm_dir) const override {
-    return qemu_.RunState(vm_dir);
+    return inner_->RunState(vm_dir);
   }
   std::string MissingPowerOffEvidence(const std::string& vm_dir) const override {
-    return qemu_.MissingPowerOffEvidence(vm_dir);
+    return inner_->MissingPowerOffEvidence(vm_dir);
   }
 
  private:
+  const VmmBackendPtr inner_;
   const std::string user_;
   std::string images_;
-  QemuBackend qemu_;
 };
 
 }  // namespace
 
 VmmBackendPtr MakeQemuBackendAsUser(std::string user) {
-  return std::make_unique<QemuAsUserBackend>(std::move(user));
+  return std::make_unique<AsUserBackend>(MakeQemuBackend(), std::move(user));
+}
+
+VmmBackendPtr MakeCloudHypervisorBackendAsUser(std::string fake_binary, std::string openapi,
+                                               std::string user) {
+  return std::make_unique<AsUserBackend>(
+      std::make_unique<CloudHypervisorBackend>(std::move(fake_binary), std::move(openapi)),
+      std::move(user));
 }
 
 VmmBackendPtr MakeCloudHypervisorBackend(std::string fake_binary) {
-  return std::make_unique<CloudHypervisorBackend>(std::move(fake_binary));
+  return std::make_unique<CloudHypervisorBackend>(std::move(fake_binary), "");
 }
 
 }  // namespace vmlet::testing

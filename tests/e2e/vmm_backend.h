@@ -76,5 +76,10 @@ VmmBackendPtr MakeQemuBackendAsUser(std::string user);
 // the guest's "reboot: Power down" in serial.log followed by CH's
 // `vm shutdown` and `vmm shutdown` events in events.json.
 VmmBackendPtr MakeCloudHypervisorBackend(std::string fake_binary);
+// The same with `vmlet run --vmm-user USER`; the stand-in and its OpenAPI
+// file (`openapi`) are copied into the test's directory, so USER can run
+// them wherever the build tree is.
+VmmBackendPtr MakeCloudHypervisorBackendAsUser(std::string fake_binary, std::string openapi,
+                                               std::string user);
 
 }  // namespace vmlet::testing

@@ -156,6 +156,22 @@ TEST_F(CliTest, ImageRootConfinesEveryPathField) {
                          dir_ + "/images, /srv/x)\n");
 }
 
+// A root flag takes one directory: the manifest paths after it are paths,
+// not more roots (each of the two files is read and its error reported).
+TEST_F(CliTest, RootFlagsTakeOneDirectoryEachAndLeaveThePathsAfterThem) {
+  fs::create_directories(dir_ + "/images");
+  const std::string a = Write("a.yaml", kValid);
+  const std::string b = Write("b.yaml", std::string(kValid).replace(
+                                            std::string(kValid).find("name: web"), 9, "name: db"));
+  CliResult r = RunVmlet({"validate", "--image-root", dir_ + "/images", "--share-root",
+                          dir_ + "/shares", a, b});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(a + ":7:11: spec.kernel: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(b + ":7:11: spec.kernel: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("outside every --image-root (" + dir_ + "/images)\n"), std::string::npos)
+      << r.err;
+}
+
 TEST_F(CliTest, DefaultDriverIsChecked) {
   std::string path = Write("a.yaml", kValid);
   EXPECT_EQ(RunVmlet({"validate", "--default-driver", "fake", path}).code, 0);
