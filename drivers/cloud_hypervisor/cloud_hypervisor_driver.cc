@@ -140,9 +140,8 @@ CloudHypervisorDriver::CloudHypervisorDriver(api::Clock& clock, const ProcFs& pr
       sidecars_(clock, proc_fs, launcher,
                 VirtiofsdSidecars::Options{
                     .virtiofsd_binary = options_.virtiofsd_binary,
-                    .socket_group = options_.vmm_user
-                                        ? std::optional<gid_t>(options_.vmm_user->gid)
-                                        : std::nullopt}) {}
+                    .run_as = options_.vmm_user,
+                    .setpriv_binary = options_.setpriv_binary}) {}
 
 CloudHypervisorDriver::~CloudHypervisorDriver() { Stop(); }
 

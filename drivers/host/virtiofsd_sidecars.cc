@@ -17,6 +17,10 @@
 namespace vmlet::drivers {
 namespace {
 
+// Where virtiofsd (QEMU 7.2's) puts its pid files; root's.
+constexpr char kPidFileDir[] = "/var/run/virtiofsd";
+
+
 using nlohmann::json;
 
 // Waits on a pidfd until its process exits or `timeout` passes; true if it exited.
@@ -158,7 +162,34 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
     const std::string log = vm_dir + "/virtiofsd-" + dir.tag + ".log";
     SpawnRequest request;
     request.output_path = log;
-    if (dir.read_only) {
+    if (options_.run_as) {
+      const std::string run_dir = vm_dir + "/virtiofsd-run";
+      if (::mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        return fail(api::Status::Internal("cannot create " + run_dir + ": " + std::strerror(errno)));
+      }
+      if (::chown(run_dir.c_str(), options_.run_as->uid, options_.run_as->gid) != 0) {
+        return fail(api::Status::Internal("cannot give " + run_dir + " to user " +
+                                          options_.run_as->user + ": " + std::strerror(errno)));
+      }
+      // The mount point of the pid file directory must exist; virtiofsd
+      // running as root elsewhere makes it too.
+      if (::mkdir(kPidFileDir, 0700) != 0 && errno != EEXIST) {
+        return fail(
+            api::Status::Internal(std::string("cannot create ") + kPidFileDir + ": " +
+                                  std::strerror(errno)));
+      }
+      // Without supplementary groups: in a user namespace virtiofsd could
+      // not drop them (setgroups is denied there), and it would exit.
+      request.argv = RunAsPrefix(*options_.run_as, options_.setpriv_binary, /*with_groups=*/false);
+      request.argv.insert(
+          request.argv.end(),
+          {options_.unshare_binary, "--user", "--map-root-user", "--mount", "--propagation",
+           "private", "--", "/bin/sh", "-c",
+           std::string("mount --bind -- \"$3\" ") + kPidFileDir + " && " +
+               (dir.read_only ? "mount --bind -o ro -- \"$1\" \"$1\" && " : "") +
+               "exec \"$0\" --socket-path=\"$2\" -o source=\"$1\" -o sandbox=chroot -o cache=auto",
+           options_.virtiofsd_binary, dir.host_path, sidecar.socket, run_dir});
+    } else if (dir.read_only) {
       request.argv = {options_.unshare_binary,
                       "--mount",
                       "--propagation",
@@ -201,12 +232,11 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
       }
       WaitPidFd(pidfd->get(), std::chrono::milliseconds(2));
     }
-    if (options_.socket_group) {
-      if (::chown(sidecar.socket.c_str(), static_cast<uid_t>(-1), *options_.socket_group) != 0 ||
-          ::chmod(sidecar.socket.c_str(), 0660) != 0) {
-        return fail(api::Status::Internal("cannot give " + sidecar.socket +
-                                          " to the VMMs' group: " + std::strerror(errno)));
-      }
+    // The VMM user's virtiofsd made its socket with the umask it inherited
+    // (077: 0700); a socket needs no execute bit.
+    if (options_.run_as && ::chmod(sidecar.socket.c_str(), 0600) != 0) {
+      return fail(api::Status::Internal("cannot chmod " + sidecar.socket + ": " +
+                                        std::strerror(errno)));
     }
   }
   return started;

@@ -13,6 +13,7 @@
 #include "api/vm_spec.h"
 #include "drivers/host/proc_fs.h"
 #include "drivers/host/process_launcher.h"
+#include "drivers/host/vmm_user.h"
 
 namespace vmlet::drivers {
 
@@ -51,12 +52,19 @@ class VirtiofsdSidecars {
     std::string virtiofsd_binary = "/usr/lib/qemu/virtiofsd";
     std::string unshare_binary = "unshare";
     std::chrono::milliseconds stop_timeout{2000};  // SIGTERM, then SIGKILL
-    // vmlet run --vmm-user: the VMM user's group. virtiofsd stays root (it
-    // serves files with their owners and confines itself with a chroot,
-    // which needs root; libvirt runs it so too); its socket is then given
-    // to this group, 0660, so that the unprivileged VMM can connect to it.
-    // Nothing: the socket stays root's.
-    std::optional<gid_t> socket_group = std::nullopt;
+    // vmlet run --vmm-user: virtiofsd runs as the VMM user too, in a user
+    // namespace of its own where that user is root, so that its chroot
+    // sandbox (and a readOnly dir's read-only bind mount) still work; it
+    // can reach only what the user may, and files it creates are the
+    // user's. Its pid file directory (/var/run/virtiofsd, root's) is
+    // replaced there by <vm_dir>/virtiofsd-run:
+    //   setpriv ... --clear-groups ... -- unshare --user --map-root-user --mount --propagation
+    //     private -- /bin/sh -c 'mount --bind "$3" /var/run/virtiofsd &&
+    //     [mount --bind -o ro -- "$1" "$1" &&] exec "$0" --socket-path="$2"
+    //     -o source="$1" -o sandbox=chroot -o cache=auto' VIRTIOFSD DIR SOCK RUNDIR
+    // Its socket, the user's, is made 0600. Nothing: virtiofsd runs as root.
+    std::optional<VmmCredentials> run_as = std::nullopt;
+    std::string setpriv_binary = "setpriv";
   };
 
   VirtiofsdSidecars(const api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,

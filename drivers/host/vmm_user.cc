@@ -30,12 +30,13 @@ api::StatusOr<VmmCredentials> LookupVmmCredentials(const std::string& user) {
   return creds;
 }
 
-std::vector<std::string> RunAsPrefix(const VmmCredentials& creds, const std::string& setpriv) {
+std::vector<std::string> RunAsPrefix(const VmmCredentials& creds, const std::string& setpriv,
+                                     bool with_groups) {
   std::string groups;
   for (gid_t g : creds.groups) groups += (groups.empty() ? "" : ",") + std::to_string(g);
   std::vector<std::string> argv = {setpriv, "--reuid=" + std::to_string(creds.uid),
                                    "--regid=" + std::to_string(creds.gid)};
-  argv.push_back(groups.empty() ? "--clear-groups" : "--groups=" + groups);
+  argv.push_back(groups.empty() || !with_groups ? "--clear-groups" : "--groups=" + groups);
   argv.insert(argv.end(), {"--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all",
                            "--no-new-privs", "--"});
   return argv;

@@ -31,7 +31,9 @@ api::StatusOr<VmmCredentials> LookupVmmCredentials(const std::string& user);
 // the program: the VMM keeps its pid, and never holds root while it runs.
 //   setpriv --reuid=UID --regid=GID --groups=G,... --inh-caps=-all
 //     --ambient-caps=-all --bounding-set=-all --no-new-privs --
+// `with_groups` false: no supplementary groups (--clear-groups).
 std::vector<std::string> RunAsPrefix(const VmmCredentials& creds,
-                                     const std::string& setpriv = "setpriv");
+                                     const std::string& setpriv = "setpriv",
+                                     bool with_groups = true);
 
 }  // namespace vmlet::drivers

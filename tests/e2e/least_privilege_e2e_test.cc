@@ -263,15 +263,18 @@ TEST_F(LeastPrivilegeChE2eTest, CloudHypervisorRunsAsTheVmmUserWithoutCapabiliti
 }
 
 // Given --vmm-user and a VM with a read-write and a readOnly shared dir:
-// virtiofsd stays root, confined by its chroot (it serves files with their
-// owners), and hands its socket to the VMM's group, 0660; QEMU, as the VMM
-// user, connects to it; the guest writes to the read-write dir and cannot
-// write to the readOnly one.
+// each virtiofsd runs as the VMM user too (in a user namespace of its own,
+// where its chroot sandbox and the read-only bind mount still work), its
+// socket the user's, 0600; QEMU connects; the guest writes to the
+// read-write dir (the file is the VMM user's) and cannot write to the
+// readOnly one.
 TEST_F(LeastPrivilegeE2eTest, SharedDirsWorkWithAnUnprivilegedQemu) {
   const api::VmKey key{"demo", "shared"};
   const std::string rw = tmp_ + "/share-rw", ro = tmp_ + "/share-ro";
   fs::create_directories(rw);
   fs::create_directories(ro);
+  // The VMM user's to write, as its disks are.
+  ASSERT_EQ(::chown(rw.c_str(), uid_, gid_), 0);
   WriteManifest(key, Manifest(key,
                               "  cmdline: \"console=ttyS0 panic=-1 vmlet.mount=rw vmlet.mount=ro "
                               "vmlet.write=rw vmlet.write=ro\"\n"
@@ -289,14 +292,21 @@ TEST_F(LeastPrivilegeE2eTest, SharedDirsWorkWithAnUnprivilegedQemu) {
   for (const char* tag : {"rw", "ro"}) {
     const FileMode socket = ModeOf(VmDir(key) + "/virtiofs-" + std::string(tag) + ".sock");
     ASSERT_TRUE(socket.ok) << tag;
-    EXPECT_EQ(Octal(socket.mode), "660") << tag;
-    EXPECT_EQ(socket.uid, 0u) << tag;
-    EXPECT_EQ(socket.gid, gid_) << tag;
+    EXPECT_EQ(Octal(socket.mode), "600") << tag;
+    EXPECT_EQ(socket.uid, uid_) << tag;
+  }
+  const std::vector<pid_t> sidecars = VirtiofsdPids(VmDir(key));
+  ASSERT_FALSE(sidecars.empty());
+  const std::string uid = std::to_string(uid_);
+  for (pid_t sidecar : sidecars) {
+    EXPECT_EQ(ProcStatus(sidecar, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid)
+        << "virtiofsd " << sidecar;
   }
   const std::string serial = ReadFile(VmDir(key) + "/serial.log");
   EXPECT_NE(serial.find("VMLET_WRITE rw ok"), std::string::npos) << serial;
   EXPECT_NE(serial.find("VMLET_WRITE ro failed"), std::string::npos) << serial;
   EXPECT_EQ(ReadFile(rw + "/written-by-guest"), "written by the guest\n");
+  EXPECT_EQ(ModeOf(rw + "/written-by-guest").uid, uid_);
   EXPECT_FALSE(fs::exists(ro + "/written-by-guest"));
 }
 
