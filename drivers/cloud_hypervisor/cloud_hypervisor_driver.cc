@@ -18,7 +18,8 @@
 #include "drivers/cloud_hypervisor/ch_vm_config.h"
 #include "drivers/host/disk_lock.h"
 #include "drivers/host/image_access.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/unique_fd.h"
+#include "drivers/vmm_identity.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -211,8 +212,9 @@ CloudHypervisorDriver::Vm& CloudHypervisorDriver::VmFor(const VmmHandle& handle)
   return *vm;
 }
 
-api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
-                                                     const std::string& vm_dir, Deadline deadline) {
+api::StatusOr<BootResult> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
+                                                      const std::string& vm_dir,
+                                                      Deadline deadline) {
   const std::string socket = ChApiSocket(vm_dir);
   // CH's option syntax ("path=...,key=value") has no escaping.
   if (vm_dir.find(',') != std::string::npos) {
@@ -226,7 +228,9 @@ api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
   }
   // An image CH could not open would fail every boot alike: say which,
   // before launching anything.
-  if (api::Status s = CheckImagesReadable(spec, options_.vmm_user); !s.ok()) return s;
+  if (std::optional<BootRefusal> refused = CheckImagesReadable(spec, options_.vmm_user)) {
+    return BootResult::Refused(*std::move(refused));
+  }
   api::StatusOr<std::string> boot_id = proc_fs_.BootId();
   if (!boot_id.ok()) return boot_id.status();
   const std::string serial = SerialLog(vm_dir);
@@ -278,17 +282,19 @@ api::StatusOr<VmmHandle> CloudHypervisorDriver::Boot(const api::VmSpec& spec,
 
   api::VmSpec with_serial = spec;
   with_serial.serial_log = serial;
-  if (api::Status s = BringUp(vm, with_serial, vm_dir, fd, deadline); !s.ok()) {
+  api::StatusOr<std::optional<BootRefusal>> up = BringUp(vm, with_serial, vm_dir, fd, deadline);
+  if (!up.ok() || up->has_value()) {
     Abandon(vm_dir, vm, fd);
     (void)sidecars_.StopAll(vm_dir);
-    return s;
+    if (!up.ok()) return up.status();
+    return BootResult::Refused(**std::move(up));
   }
-  return VmmHandle{std::string(name()), {*pid, vm.start_time_ticks}, *boot_id, vm_dir, socket};
+  return BootResult::Launched(
+      VmmHandle{std::string(name()), {*pid, vm.start_time_ticks}, *boot_id, vm_dir, socket});
 }
 
-api::Status CloudHypervisorDriver::BringUp(Vm& vm, const api::VmSpec& spec,
-                                           const std::string& vm_dir, int pidfd,
-                                           Deadline deadline) {
+api::StatusOr<std::optional<BootRefusal>> CloudHypervisorDriver::BringUp(
+    Vm& vm, const api::VmSpec& spec, const std::string& vm_dir, int pidfd, Deadline deadline) {
   const std::string who = "cloud-hypervisor pid " + std::to_string(vm.pid);
   auto exited = [&]() {
     ReapIfChild(vm);
@@ -339,11 +345,12 @@ api::Status CloudHypervisorDriver::BringUp(Vm& vm, const api::VmSpec& spec,
     // CH opens and locks the disks when it boots the VM: a lock held by
     // another process fails vm.boot, and the error body says so.
     if (std::optional<std::string> locked = FindDiskLockFailure(s.message())) {
-      return DiskLockedError(*locked + " [" + who + "]");
+      return std::optional<BootRefusal>(
+          BootRefusal{BootRefusal::Reason::kDiskLocked, *locked + " [" + who + "]"});
     }
     return s.WithContext(who);
   }
-  return api::Status::Ok();
+  return std::optional<BootRefusal>();
 }
 
 void CloudHypervisorDriver::Abandon(const std::string& vm_dir, Vm& vm, int pidfd) {
@@ -481,7 +488,7 @@ void CloudHypervisorDriver::ReapIfChild(Vm& vm) {
   vm.exit = launcher_.Reap(vm.pid);
 }
 
-api::VmState CloudHypervisorDriver::ExitState(const VmmHandle& handle) {
+VmmExit CloudHypervisorDriver::ExitState(const VmmHandle& handle) {
   Vm& vm = VmFor(handle);
   ReapIfChild(vm);
   if (vm.kill_requested) return api::VmState::Stopped();
@@ -491,7 +498,7 @@ api::VmState CloudHypervisorDriver::ExitState(const VmmHandle& handle) {
   if (vm.exit && vm.exit->code != 0) {
     const std::string log = Tail(VmmLog(handle.vm_dir));
     if (std::optional<std::string> locked = FindDiskLockFailure(log)) {
-      return DiskLockedState(*locked);
+      return BootRefusal{BootRefusal::Reason::kDiskLocked, *locked};
     }
     const std::string why = LastLine(log);
     return api::VmState::Failed("cloud-hypervisor " + vm.exit->Describe() +

@@ -11,7 +11,7 @@
 #include "api/clock.h"
 #include "drivers/cloud_hypervisor/ch_api_client.h"
 #include "drivers/cloud_hypervisor/ch_api_transport.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/ready_marker_watcher.h"
 #include "drivers/host/virtiofsd_sidecars.h"
@@ -110,14 +110,14 @@ class CloudHypervisorDriver final : public VmDriver {
 
   std::string_view name() const override { return "cloud-hypervisor"; }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
-  api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+  api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
                                 Deadline deadline) override;
   api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Shutdown(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Kill(const ConfirmedVmm& vmm, Deadline deadline) override;
-  api::VmState ExitState(const VmmHandle& handle) override;
+  VmmExit ExitState(const VmmHandle& handle) override;
   api::Status Cleanup(const VmmHandle& handle, Deadline deadline) override;
   api::StatusOr<std::optional<VmmHandle>> Rediscover(const std::string& vm_dir) override;
   const ProcFs& proc_fs() const override { return proc_fs_; }
@@ -144,9 +144,11 @@ class CloudHypervisorDriver final : public VmDriver {
   // A fresh entry for a VMM on `socket_path`.
   std::unique_ptr<Vm> NewVm(pid_t pid, uint64_t start_time_ticks, const std::string& socket_path);
   // Boot() after the spawn: waits for /proc and the API, creates and boots
-  // the VM. On error the caller kills the VMM.
-  api::Status BringUp(Vm& vm, const api::VmSpec& spec, const std::string& vm_dir, int pidfd,
-                      Deadline deadline);
+  // the VM. Nothing when the VM booted; a refusal when CH could not lock a
+  // disk. On error or refusal the caller kills the VMM.
+  api::StatusOr<std::optional<BootRefusal>> BringUp(Vm& vm, const api::VmSpec& spec,
+                                                    const std::string& vm_dir, int pidfd,
+                                                    Deadline deadline);
   // Boot()'s failure path: SIGKILL, wait (bounded), reap, forget the entry.
   void Abandon(const std::string& vm_dir, Vm& vm, int pidfd);
   // Waits `timeout`, or less when the pidfd (if >= 0) reports an exit.

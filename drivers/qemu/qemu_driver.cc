@@ -14,7 +14,8 @@
 
 #include "drivers/host/disk_lock.h"
 #include "drivers/host/image_access.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/unique_fd.h"
+#include "drivers/vmm_identity.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -333,11 +334,13 @@ QemuDriver::Vm& QemuDriver::VmFor(const VmmHandle& handle) {
   return *vm;
 }
 
-api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                          Deadline deadline) {
+api::StatusOr<BootResult> QemuDriver::Boot(const api::VmSpec& spec, const std::string& vm_dir,
+                                           Deadline deadline) {
   // An image QEMU could not open would fail every boot alike: say which,
   // before launching anything.
-  if (api::Status s = CheckImagesReadable(spec, options_.vmm_user); !s.ok()) return s;
+  if (std::optional<BootRefusal> refused = CheckImagesReadable(spec, options_.vmm_user)) {
+    return BootResult::Refused(*std::move(refused));
+  }
   const std::string serial = SerialLog(vm_dir);
   for (const std::string& path : {serial, VmmLog(vm_dir)}) {
     if (api::Status s = Rotate(path); !s.ok()) return s;
@@ -402,7 +405,7 @@ api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::st
       (void)sidecars_.StopAll(vm_dir);
       const std::string log = Tail(VmmLog(vm_dir));
       if (std::optional<std::string> locked = FindDiskLockFailure(log)) {
-        return DiskLockedError(*locked);
+        return BootResult::Refused({BootRefusal::Reason::kDiskLocked, *locked});
       }
       const std::string why = LastLine(log);
       return api::Status::Unavailable(options_.qemu_binary + " exited at once" +
@@ -427,7 +430,8 @@ api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::st
       ::poll(&pfd, 1, 2);
     }
   }
-  return VmmHandle{"qemu", {*pid, raw->start_time_ticks}, *boot_id, vm_dir, socket};
+  return BootResult::Launched(
+      VmmHandle{"qemu", {*pid, raw->start_time_ticks}, *boot_id, vm_dir, socket});
 }
 
 api::StatusOr<nlohmann::json> QemuDriver::Qmp(Vm& vm, const VmmHandle& handle,
@@ -538,7 +542,7 @@ void QemuDriver::ReapIfChild(Vm& vm) {
   vm.exit = launcher_.Reap(vm.pid);
 }
 
-api::VmState QemuDriver::ExitState(const VmmHandle& handle) {
+VmmExit QemuDriver::ExitState(const VmmHandle& handle) {
   Vm& vm = VmFor(handle);
   ReapIfChild(vm);
   const std::string serial = Tail(SerialLog(handle.vm_dir));
@@ -548,7 +552,7 @@ api::VmState QemuDriver::ExitState(const VmmHandle& handle) {
   // An image lock refused during start-up (vmm.log is this boot's: it is
   // rotated before each one). QEMU exits 1 then.
   if (std::optional<std::string> locked = FindDiskLockFailure(Tail(VmmLog(handle.vm_dir)))) {
-    return DiskLockedState(*locked);
+    return BootRefusal{BootRefusal::Reason::kDiskLocked, *locked};
   }
   if (vm.exit && vm.exit->code != 0) {
     const std::string why = LastLine(Tail(VmmLog(handle.vm_dir)));

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "api/clock.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/ready_marker_watcher.h"
 #include "drivers/host/virtiofsd_sidecars.h"
@@ -112,14 +112,14 @@ class QemuDriver final : public VmDriver {
 
   std::string_view name() const override { return "qemu"; }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
-  api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+  api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
                                 Deadline deadline) override;
   api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Shutdown(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Kill(const ConfirmedVmm& vmm, Deadline deadline) override;
-  api::VmState ExitState(const VmmHandle& handle) override;
+  VmmExit ExitState(const VmmHandle& handle) override;
   api::Status Cleanup(const VmmHandle& handle, Deadline deadline) override;
   api::StatusOr<std::optional<VmmHandle>> Rediscover(const std::string& vm_dir) override;
   const ProcFs& proc_fs() const override { return proc_fs_; }
