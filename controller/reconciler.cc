@@ -6,8 +6,7 @@
 #include <cmath>
 
 #include "controller/rate_limiter.h"
-#include "drivers/host/boot_refusal.h"
-#include "drivers/host/disk_lock.h"
+#include "drivers/boot_refusal.h"
 
 namespace vmlet::controller {
 namespace {
@@ -64,7 +63,7 @@ struct Reconciler::Runtime {
   std::optional<milliseconds> recheck_hint;  // the driver's, from this pass's observation
   Mono phase_since{};
   // The boot was refused for a reason another boot gets past once it is
-  // cleared (drivers/host/boot_refusal.h): a disk image another process
+  // cleared (drivers/boot_refusal.h): a disk image another process
   // holds locked (a move from another host under way), an image the VMM's
   // user cannot open. Kept until the VMM runs, or the VM is no longer meant
   // to.
@@ -338,13 +337,16 @@ api::StatusOr<ReconcileResult> Reconciler::VmmGone(const api::VmKey& key, Runtim
   }
   const bool requested = rt.record->stop_requested && rt.pending_failure.empty();
   api::VmState exit = api::VmState::Stopped();
+  std::optional<drivers::BootRefusal> refused;
   if (!requested) {
     if (!rt.pending_failure.empty()) {
       exit = api::VmState::Failed(rt.pending_failure);
     } else if (mismatch) {
       exit = api::VmState::Failed("the VMM exited (its pid now belongs to another process)");
     } else {
-      exit = slot.driver->ExitState(handle);
+      const drivers::VmmExit ended = slot.driver->ExitState(handle);
+      exit = ended.state();
+      if (ended.refusal()) refused = *ended.refusal();
     }
   }
   if (api::Status s = slot.driver->Cleanup(handle, DeadlineIn(options_.call_timeout)); !s.ok()) {
@@ -361,8 +363,6 @@ api::StatusOr<ReconcileResult> Reconciler::VmmGone(const api::VmKey& key, Runtim
   record.stop_requested = false;
   record.stop_requested_at.reset();
   record.ready_at.reset();
-  const std::optional<drivers::BootRefusal> refused =
-      requested ? std::nullopt : drivers::AsBootRefusal(exit);
   if (requested) {
     record.last_exit_phase.clear();
     record.last_exit_reason.clear();
@@ -400,11 +400,12 @@ api::StatusOr<ReconcileResult> Reconciler::VmmGone(const api::VmKey& key, Runtim
 ReconcileResult Reconciler::WaitToBoot(const api::VmKey& key, Runtime& rt,
                                        const drivers::BootRefusal& refusal,
                                        const std::string& spec_hash) {
+  const std::string reason(drivers::ReasonName(refusal.reason));
   const bool news =
-      !rt.boot_wait || rt.boot_wait->reason != refusal.reason || rt.boot_wait->detail != refusal.detail;
+      !rt.boot_wait || rt.boot_wait->reason != reason || rt.boot_wait->detail != refusal.detail;
   Runtime::BootWait& wait = rt.boot_wait ? *rt.boot_wait : rt.boot_wait.emplace();
   ++wait.attempts;
-  wait.reason = refusal.reason;
+  wait.reason = reason;
   wait.detail = refusal.detail;
   wait.spec_hash = spec_hash;
   const nanoseconds delay = BootRefusedDelay(wait.attempts, jitter_ ? jitter_() : 1.0);
@@ -416,12 +417,13 @@ ReconcileResult Reconciler::WaitToBoot(const api::VmKey& key, Runtime& rt,
   const std::string message =
       refusal.detail + "; boot attempt " + std::to_string(wait.attempts) + " refused, next in " +
       Describe(delay) +
-      (refusal.reason == drivers::kDiskLocked ? " (on shared storage: the VM still runs elsewhere)"
-                                               : "");
+      (refusal.reason == drivers::BootRefusal::Reason::kDiskLocked
+           ? " (on shared storage: the VM still runs elsewhere)"
+           : "");
   if (news) {
-    Emit(key, "Warning", refusal.reason, message);
+    Emit(key, "Warning", reason, message);
   } else {
-    spdlog::info("namespace={} name={} {}: {}", key.ns, key.name, refusal.reason, message);
+    spdlog::info("namespace={} name={} {}: {}", key.ns, key.name, reason, message);
   }
   return After(delay);
 }
@@ -481,7 +483,8 @@ api::StatusOr<ReconcileResult> Reconciler::Step(const api::VmKey& key, Runtime& 
     }
 
     if (state.is_running() && rt.boot_wait) {
-      const bool disk = rt.boot_wait->reason == drivers::kDiskLocked;
+      const bool disk =
+          rt.boot_wait->reason == drivers::ReasonName(drivers::BootRefusal::Reason::kDiskLocked);
       Emit(key, "Normal", disk ? "DiskUnlocked" : "ImageReadable",
            std::string(disk ? "the disk lock was free" : "every image could be opened") +
                " at boot attempt " + std::to_string(rt.boot_wait->attempts + 1));
@@ -595,15 +598,16 @@ api::StatusOr<ReconcileResult> Reconciler::Boot(const api::VmKey& key, Runtime& 
       record.last_exit_reason.empty() ? record.last_exit_phase : record.last_exit_reason;
   // Boot latency runs from the spawn request (DESIGN §6).
   const Mono spawn_requested = clock_.MonotonicNow();
-  api::StatusOr<drivers::VmmHandle> handle =
+  api::StatusOr<drivers::BootResult> booted =
       slot.driver->Boot(spec, vm_dir, DeadlineIn(options_.boot_call_timeout));
-  if (!handle.ok()) {
-    if (std::optional<drivers::BootRefusal> refused = drivers::AsBootRefusal(handle.status())) {
-      return WaitToBoot(key, rt, *refused, want.spec_hash);
-    }
-    Emit(key, "Warning", "BootFailed", handle.status().message());
-    return handle.status();
+  if (!booted.ok()) {
+    Emit(key, "Warning", "BootFailed", booted.status().message());
+    return booted.status();
   }
+  if (const drivers::BootRefusal* refused = booted->refusal()) {
+    return WaitToBoot(key, rt, *refused, want.spec_hash);
+  }
+  const drivers::VmmHandle* handle = booted->handle();
   record.driver = want.spec.driver;
   record.vmm = *handle;
   record.spec_hash = want.spec_hash;

@@ -13,8 +13,8 @@
 #include "api/vm_key.h"
 #include "controller/desired_cache.h"
 #include "controller/state_store.h"
-#include "drivers/host/boot_refusal.h"
-#include "drivers/host/vmm_identity.h"
+#include "drivers/boot_refusal.h"
+#include "drivers/vmm_identity.h"
 #include "drivers/vm_driver.h"
 
 namespace vmlet::controller {
@@ -79,7 +79,7 @@ struct ReconcilerHooks {
 // only after a failure, Never leaves it; each restart waits 10 s x n^2
 // (jitter, 5 min cap; n = consecutive failures, reset after 5 min Ready), and
 // meanwhile condition CrashLoopBackOff says when the next attempt is.
-// A refused boot (drivers/host/boot_refusal.h) is not a crash: another
+// A refused boot (drivers/boot_refusal.h) is not a crash: another
 // process holds a disk image's lock (a VM moving from another host on
 // shared storage), or the VMM's user cannot open an image. Phase Starting,
 // reason DiskLocked or ImageNotReadable, another boot after 1 s, 2 s, 4 s

@@ -15,7 +15,7 @@
 #include <system_error>
 
 #include "api/validation.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/unique_fd.h"
 
 namespace vmlet::controller {
 namespace {

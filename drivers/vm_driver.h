@@ -4,8 +4,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "api/clock.h"
@@ -14,8 +16,9 @@
 #include "api/vm_key.h"
 #include "api/vm_spec.h"
 #include "api/vm_state.h"
-#include "drivers/host/proc_fs.h"
-#include "drivers/host/vmm_identity.h"
+#include "drivers/boot_refusal.h"
+#include "drivers/confirmed_vmm.h"
+#include "drivers/proc_fs.h"
 #include "drivers/vmm_handle.h"
 
 namespace vmlet::drivers {
@@ -33,6 +36,51 @@ struct Observation {
   // SetChangeListener), how soon to look again.
   std::optional<std::chrono::milliseconds> recheck_after;
 };
+
+// What Boot() did: launched the VM's VMM, or refused to (BootRefusal).
+class BootResult {
+ public:
+  static BootResult Launched(VmmHandle handle) { return BootResult(std::move(handle)); }
+  static BootResult Refused(BootRefusal refusal) { return BootResult(std::move(refusal)); }
+
+  // The launched VMM; nullptr when the boot was refused.
+  const VmmHandle* handle() const { return std::get_if<VmmHandle>(&value_); }
+  // Why no VMM was launched; nullptr when one was.
+  const BootRefusal* refusal() const { return std::get_if<BootRefusal>(&value_); }
+
+  friend bool operator==(const BootResult&, const BootResult&) = default;
+
+ private:
+  explicit BootResult(std::variant<VmmHandle, BootRefusal> value) : value_(std::move(value)) {}
+
+  std::variant<VmmHandle, BootRefusal> value_;
+};
+
+// How a VMM that is no longer running ended: the VM's state after it
+// (Stopped, or Failed{reason}), or, for a VMM that ended during its start-up
+// because its boot was refused, the refusal (the VM is then still Starting:
+// it waits for the cause to clear).
+class VmmExit {
+ public:
+  VmmExit(api::VmState state) : state_(std::move(state)) {}  // NOLINT: implicit by design
+  VmmExit(BootRefusal refusal)                                 // NOLINT: implicit by design
+      : state_(api::VmState::Starting()), refusal_(std::move(refusal)) {}
+
+  const api::VmState& state() const { return state_; }
+  // Set when the boot was refused; nullptr when the VMM ran and ended.
+  const BootRefusal* refusal() const { return refusal_ ? &*refusal_ : nullptr; }
+
+  friend bool operator==(const VmmExit&, const VmmExit&) = default;
+
+ private:
+  api::VmState state_;
+  std::optional<BootRefusal> refusal_;
+};
+
+inline std::ostream& operator<<(std::ostream& os, const VmmExit& exit) {
+  if (exit.refusal()) return os << "boot refused (" << *exit.refusal() << ")";
+  return os << exit.state();
+}
 
 // One hypervisor technology (DESIGN §7): QEMU, Cloud Hypervisor, the fake.
 //
@@ -67,7 +115,10 @@ class VmDriver {
   // Launches the VM's VMM, with every file it uses under `vm_dir` (which
   // exists). Returns as soon as the VMM process exists: the caller records
   // the handle durably before anything else. Does not wait for the guest.
-  virtual api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+  // A boot refused for a cause that is no fault of the guest (a disk image
+  // another process holds locked, an image the VMM's user cannot open) is a
+  // BootResult::Refused, not an error; nothing of it is left running.
+  virtual api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
                                         Deadline deadline) = 0;
 
   // The state of a live VMM: Starting, Running, Ready{ip} or Paused.
@@ -87,8 +138,9 @@ class VmDriver {
 
   // How a VMM that is no longer running ended, from what it left behind:
   // Stopped when the guest powered off, Failed{reason} otherwise (crashed,
-  // killed from outside, unknown).
-  virtual api::VmState ExitState(const VmmHandle& handle) = 0;
+  // killed from outside, unknown); a BootRefusal when it exited during its
+  // start-up because a disk image was locked.
+  virtual VmmExit ExitState(const VmmHandle& handle) = 0;
 
   // Releases what the VM held on the host besides the VMM process: sockets,
   // sidecars, the driver's own bookkeeping. Idempotent; called after the VMM

@@ -4,6 +4,19 @@
 #include <utility>
 
 namespace vmlet::metrics {
+namespace {
+
+bool Succeeded(const api::Status& status) { return status.ok(); }
+template <typename T>
+bool Succeeded(const api::StatusOr<T>& result) {
+  return result.ok();
+}
+// A refused boot launched nothing: it counts as a failed boot.
+bool Succeeded(const api::StatusOr<drivers::BootResult>& result) {
+  return result.ok() && result->refusal() == nullptr;
+}
+
+}  // namespace
 
 MeteredDriver::MeteredDriver(drivers::VmDriver& inner, VmletMetrics& metrics,
                              const api::Clock& clock)
@@ -18,7 +31,7 @@ auto MeteredDriver::Timed(DriverOp op, Call&& call) {
   const api::Clock::MonotonicTime start = clock_.MonotonicNow();
   auto result = std::forward<Call>(call)();
   const double seconds = std::chrono::duration<double>(clock_.MonotonicNow() - start).count();
-  ops_[static_cast<size_t>(op)].Record(result.ok(), seconds);
+  ops_[static_cast<size_t>(op)].Record(Succeeded(result), seconds);
   return result;
 }
 
@@ -26,9 +39,9 @@ std::vector<api::FieldError> MeteredDriver::CheckSpec(const api::VmSpec& spec) c
   return inner_.CheckSpec(spec);
 }
 
-api::StatusOr<drivers::VmmHandle> MeteredDriver::Boot(const api::VmSpec& spec,
-                                                      const std::string& vm_dir,
-                                                      drivers::Deadline deadline) {
+api::StatusOr<drivers::BootResult> MeteredDriver::Boot(const api::VmSpec& spec,
+                                                       const std::string& vm_dir,
+                                                       drivers::Deadline deadline) {
   return Timed(DriverOp::kBoot, [&] { return inner_.Boot(spec, vm_dir, deadline); });
 }
 
@@ -53,7 +66,7 @@ api::Status MeteredDriver::Kill(const drivers::ConfirmedVmm& vmm, drivers::Deadl
   return Timed(DriverOp::kKill, [&] { return inner_.Kill(vmm, deadline); });
 }
 
-api::VmState MeteredDriver::ExitState(const drivers::VmmHandle& handle) {
+drivers::VmmExit MeteredDriver::ExitState(const drivers::VmmHandle& handle) {
   return inner_.ExitState(handle);
 }
 

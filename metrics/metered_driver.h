@@ -32,15 +32,15 @@ class MeteredDriver final : public drivers::VmDriver {
 
   std::string_view name() const override { return inner_.name(); }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
-  api::StatusOr<drivers::VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                         drivers::Deadline deadline) override;
+  api::StatusOr<drivers::BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+                                          drivers::Deadline deadline) override;
   api::StatusOr<drivers::Observation> Observe(const drivers::ConfirmedVmm& vmm,
                                               drivers::Deadline deadline) override;
   api::Status Pause(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override;
   api::Status Resume(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override;
   api::Status Shutdown(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override;
   api::Status Kill(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override;
-  api::VmState ExitState(const drivers::VmmHandle& handle) override;
+  drivers::VmmExit ExitState(const drivers::VmmHandle& handle) override;
   api::Status Cleanup(const drivers::VmmHandle& handle, drivers::Deadline deadline) override;
   api::StatusOr<std::optional<drivers::VmmHandle>> Rediscover(const std::string& vm_dir) override;
   const drivers::ProcFs& proc_fs() const override { return inner_.proc_fs(); }

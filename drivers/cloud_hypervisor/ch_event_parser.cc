@@ -7,7 +7,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "drivers/host/unique_fd.h"
+#include "drivers/unique_fd.h"
 
 namespace vmlet::drivers {
 namespace {

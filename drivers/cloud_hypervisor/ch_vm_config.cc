@@ -2,7 +2,7 @@
 
 #include <cstdint>
 
-#include "drivers/qemu/qemu_driver.h"
+#include "drivers/host/vsock_cid.h"
 
 namespace vmlet::drivers {
 

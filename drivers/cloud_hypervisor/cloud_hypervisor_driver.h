@@ -11,10 +11,10 @@
 #include "api/clock.h"
 #include "drivers/cloud_hypervisor/ch_api_client.h"
 #include "drivers/cloud_hypervisor/ch_api_transport.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/proc_fs.h"
 #include "drivers/host/process_launcher.h"
-#include "drivers/host/ready_marker_watcher.h"
-#include "drivers/host/virtiofsd_sidecars.h"
+#include "drivers/host/vmm_supervisor.h"
+#include "drivers/host/vmm_table.h"
 #include "drivers/host/vmm_user.h"
 #include "drivers/vm_driver.h"
 
@@ -110,14 +110,14 @@ class CloudHypervisorDriver final : public VmDriver {
 
   std::string_view name() const override { return "cloud-hypervisor"; }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
-  api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+  api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
                                 Deadline deadline) override;
   api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Shutdown(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Kill(const ConfirmedVmm& vmm, Deadline deadline) override;
-  api::VmState ExitState(const VmmHandle& handle) override;
+  VmmExit ExitState(const VmmHandle& handle) override;
   api::Status Cleanup(const VmmHandle& handle, Deadline deadline) override;
   api::StatusOr<std::optional<VmmHandle>> Rediscover(const std::string& vm_dir) override;
   const ProcFs& proc_fs() const override { return proc_fs_; }
@@ -126,12 +126,7 @@ class CloudHypervisorDriver final : public VmDriver {
  private:
   // What the driver keeps about one VM's VMM while it lives. Used only by the
   // worker that holds the VM's key.
-  struct Vm {
-    pid_t pid = 0;
-    uint64_t start_time_ticks = 0;
-    bool child = false;  // launched by this vmlet: Reap() may collect it
-    std::optional<ExitStatus> exit;
-    bool watched = false;                       // serial.log is under the marker watcher
+  struct Vm : VmmProcess {
     bool kill_requested = false;                // Kill() ran: the VMM ends because vmlet asked
     std::unique_ptr<ChApiTransport> transport;  // one keep-alive connection
     std::unique_ptr<ChApiClient> api;
@@ -142,30 +137,19 @@ class CloudHypervisorDriver final : public VmDriver {
   // process.
   Vm& VmFor(const VmmHandle& handle);
   // A fresh entry for a VMM on `socket_path`.
-  std::unique_ptr<Vm> NewVm(pid_t pid, uint64_t start_time_ticks, const std::string& socket_path);
-  // Boot() after the spawn: waits for /proc and the API, creates and boots
-  // the VM. On error the caller kills the VMM.
-  api::Status BringUp(Vm& vm, const api::VmSpec& spec, const std::string& vm_dir, int pidfd,
-                      Deadline deadline);
-  // Boot()'s failure path: SIGKILL, wait (bounded), reap, forget the entry.
-  void Abandon(const std::string& vm_dir, Vm& vm, int pidfd);
-  // Waits `timeout`, or less when the pidfd (if >= 0) reports an exit.
-  void Nap(int pidfd, std::chrono::milliseconds timeout);
-  // Waits until the pidfd's process has exited or `deadline`; true if exited.
-  bool WaitExit(int pidfd, Deadline deadline) const;
-  // Collects the exit status of a child that has exited, once.
-  void ReapIfChild(Vm& vm);
+  std::unique_ptr<Vm> NewVm(const std::string& socket_path);
+  // Boot() after the launch: waits for the API, creates and boots the VM.
+  // Nothing when the VM booted; a refusal when CH could not lock a disk. On
+  // error or refusal the caller kills the VMM.
+  api::StatusOr<std::optional<BootRefusal>> BringUp(Vm& vm, const api::VmSpec& spec,
+                                                    const std::string& vm_dir, int pidfd,
+                                                    Deadline deadline);
 
-  api::Clock& clock_;  // non-const: Nap() waits on it
+  const api::Clock& clock_;
   const ProcFs& proc_fs_;
-  ProcessLauncher& launcher_;
   const CloudHypervisorOptions options_;
-  ReadyMarkerWatcher watcher_;
-  VirtiofsdSidecars sidecars_;
-
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Vm>> vms_;  // by vm_dir; guarded by mu_ (the map only)
-  ChangeListener listener_;                         // guarded by mu_
+  VmmSupervisor supervisor_;
+  VmmTable<Vm> vms_;
 };
 
 }  // namespace vmlet::drivers

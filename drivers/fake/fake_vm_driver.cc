@@ -231,8 +231,8 @@ std::vector<api::FieldError> FakeVmDriver::CheckSpec(const api::VmSpec& spec) co
   return errors;
 }
 
-api::StatusOr<VmmHandle> FakeVmDriver::Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                            Deadline) {
+api::StatusOr<BootResult> FakeVmDriver::Boot(const api::VmSpec& spec, const std::string& vm_dir,
+                                             Deadline) {
   std::lock_guard lock(mu_);
   if (Vm* existing = Find(vm_dir)) {
     Advance(vm_dir, *existing);
@@ -251,12 +251,14 @@ api::StatusOr<VmmHandle> FakeVmDriver::Boot(const api::VmSpec& spec, const std::
   }
   if (faults.image_not_readable_boot_errors > 0) {
     --faults.image_not_readable_boot_errors;
-    return ImageNotReadableError("spec.kernel " + spec.kernel +
-                                 ": user vmlet-vmm cannot read it (Permission denied) (injected)");
+    return BootResult::Refused(
+        {BootRefusal::Reason::kImageNotReadable,
+         "spec.kernel " + spec.kernel +
+             ": user vmlet-vmm cannot read it (Permission denied) (injected)"});
   }
   if (faults.disk_locked_boot_errors > 0) {
     --faults.disk_locked_boot_errors;
-    return DiskLockedError(std::string(kInjectedLock));
+    return BootResult::Refused({BootRefusal::Reason::kDiskLocked, std::string(kInjectedLock)});
   }
   Vm vm;
   vm.key = spec.key();
@@ -289,7 +291,7 @@ api::StatusOr<VmmHandle> FakeVmDriver::Boot(const api::VmSpec& spec, const std::
       "fake", {vm.pid, vm.start_time_ticks}, options_.boot_id, vm_dir, vm_dir + "/fake.sock"};
   by_pid_[vm.pid] = vm_dir;
   vms_[vm_dir] = std::move(vm);
-  return handle;
+  return BootResult::Launched(std::move(handle));
 }
 
 api::StatusOr<Observation> FakeVmDriver::Observe(const ConfirmedVmm& vmm, Deadline) {
@@ -375,7 +377,7 @@ api::Status FakeVmDriver::Kill(const ConfirmedVmm& vmm, Deadline) {
   return Append(json{{"op", "exit"}, {"dir", dir}, {"reason", "killed"}}.dump());
 }
 
-api::VmState FakeVmDriver::ExitState(const VmmHandle& handle) {
+VmmExit FakeVmDriver::ExitState(const VmmHandle& handle) {
   std::lock_guard lock(mu_);
   Vm* vm = Find(handle.vm_dir);
   if (vm == nullptr || vm->pid != handle.process.pid) {
@@ -385,7 +387,9 @@ api::VmState FakeVmDriver::ExitState(const VmmHandle& handle) {
   if (!vm->exit_reason) return api::VmState::Failed("the VMM is not the recorded one");
   if (*vm->exit_reason == "poweroff") return api::VmState::Stopped();
   if (*vm->exit_reason == "killed") return api::VmState::Failed("the VMM was killed");
-  if (*vm->exit_reason == "disklocked") return DiskLockedState(std::string(kInjectedLock));
+  if (*vm->exit_reason == "disklocked") {
+    return BootRefusal{BootRefusal::Reason::kDiskLocked, std::string(kInjectedLock)};
+  }
   return api::VmState::Failed("the VMM crashed");
 }
 

@@ -10,7 +10,7 @@
 
 #include "api/clock.h"
 #include "api/vm_key.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/proc_fs.h"
 #include "drivers/vm_driver.h"
 
 namespace vmlet::drivers {
@@ -73,14 +73,14 @@ class FakeVmDriver final : public VmDriver {
 
   std::string_view name() const override { return "fake"; }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
-  api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+  api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
                                 Deadline deadline) override;
   api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Shutdown(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Kill(const ConfirmedVmm& vmm, Deadline deadline) override;
-  api::VmState ExitState(const VmmHandle& handle) override;
+  VmmExit ExitState(const VmmHandle& handle) override;
   api::Status Cleanup(const VmmHandle& handle, Deadline deadline) override;
   api::StatusOr<std::optional<VmmHandle>> Rediscover(const std::string& vm_dir) override;
   const ProcFs& proc_fs() const override;

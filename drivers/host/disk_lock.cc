@@ -7,8 +7,6 @@
 namespace vmlet::drivers {
 namespace {
 
-constexpr std::string_view kPrefix = "DiskLocked: ";
-
 std::string Lower(std::string_view s) {
   std::string out(s);
   std::transform(out.begin(), out.end(), out.begin(),
@@ -40,27 +38,6 @@ std::string ImageOf(std::string_view line) {
 }
 
 }  // namespace
-
-api::Status DiskLockedError(const std::string& detail) {
-  return api::Status::Unavailable(std::string(kPrefix) + detail);
-}
-
-api::VmState DiskLockedState(const std::string& detail) {
-  return api::VmState::Failed(std::string(kPrefix) + detail);
-}
-
-bool IsDiskLocked(const api::Status& status) {
-  return !status.ok() && status.message().starts_with(kPrefix);
-}
-
-bool IsDiskLocked(const api::VmState& state) {
-  return state.phase() == api::VmState::Phase::kFailed && state.reason().starts_with(kPrefix);
-}
-
-std::string_view DiskLockedDetail(std::string_view message) {
-  if (message.starts_with(kPrefix)) message.remove_prefix(kPrefix.size());
-  return message;
-}
 
 std::optional<std::string> FindDiskLockFailure(std::string_view vmm_output) {
   const std::vector<std::string_view> lines = Lines(vmm_output);

@@ -10,8 +10,6 @@
 namespace vmlet::drivers {
 namespace {
 
-constexpr std::string_view kPrefix = "ImageNotReadable: ";
-
 struct Image {
   const char* field;
   std::optional<std::string> path;
@@ -50,15 +48,7 @@ int AccessErrno(const std::string& path, int mode, const std::optional<VmmCreden
   return ::access(path.c_str(), mode) == 0 ? 0 : errno;
 }
 
-api::Status ImageNotReadableError(const std::string& detail) {
-  return api::Status::Unavailable(std::string(kPrefix) + detail);
-}
-
-bool IsImageNotReadable(const api::Status& status) {
-  return !status.ok() && status.message().starts_with(kPrefix);
-}
-
-api::Status CheckImagesReadable(const api::VmSpec& spec,
+std::optional<BootRefusal> CheckImagesReadable(const api::VmSpec& spec,
                                 const std::optional<VmmCredentials>& as) {
   const Image images[] = {
       {"kernel", spec.kernel, R_OK},
@@ -75,10 +65,11 @@ api::Status CheckImagesReadable(const api::VmSpec& spec,
     if (error == 0) continue;
     const std::string who = as ? "user " + as->user : "vmlet";
     const std::string need = image.mode & W_OK ? "read and write" : "read";
-    return ImageNotReadableError(std::string("spec.") + image.field + " " + path + ": " + who +
-                                 " cannot " + need + " it (" + std::strerror(error) + ")");
+    return BootRefusal{BootRefusal::Reason::kImageNotReadable,
+                       std::string("spec.") + image.field + " " + path + ": " + who + " cannot " +
+                           need + " it (" + std::strerror(error) + ")"};
   }
-  return api::Status::Ok();
+  return std::nullopt;
 }
 
 }  // namespace vmlet::drivers

@@ -12,16 +12,10 @@
 
 #include "api/status.h"
 #include "api/vm_spec.h"
+#include "drivers/boot_refusal.h"
 #include "drivers/host/vmm_user.h"
 
 namespace vmlet::drivers {
-
-// The status reason, as status.json, events and docs spell it.
-inline constexpr std::string_view kImageNotReadable = "ImageNotReadable";
-
-// Unavailable("ImageNotReadable: " + detail): retryable.
-api::Status ImageNotReadableError(const std::string& detail);
-bool IsImageNotReadable(const api::Status& status);
 
 // 0 when `as` (vmlet itself when nothing) may open `path` with `mode`
 // (R_OK, W_OK as for access(2)), else the errno the kernel gives.
@@ -31,9 +25,10 @@ int AccessErrno(const std::string& path, int mode, const std::optional<VmmCreden
 // initramfs and the seed ISO, and read and write the root disk, the data
 // disk and the EFI variable store, of `spec`, as the kernel would decide on
 // open (mode bits, ACLs, every directory on the way): for another user, in a
-// short-lived child process that takes that user's ids. ImageNotReadable
-// naming the first file that fails, and why; OK when all can be opened.
-api::Status CheckImagesReadable(const api::VmSpec& spec,
+// short-lived child process that takes that user's ids. A refusal
+// (kImageNotReadable) naming the first file that fails, and why; nothing
+// when all can be opened.
+std::optional<BootRefusal> CheckImagesReadable(const api::VmSpec& spec,
                                 const std::optional<VmmCredentials>& as);
 
 }  // namespace vmlet::drivers

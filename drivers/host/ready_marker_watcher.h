@@ -15,7 +15,7 @@
 
 #include "api/clock.h"
 #include "api/status.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/unique_fd.h"
 
 namespace vmlet::drivers {
 

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "drivers/host/unique_fd.h"
-#include "drivers/host/vmm_identity.h"
+#include "drivers/unique_fd.h"
+#include "drivers/vmm_identity.h"
 
 namespace vmlet::drivers {
 namespace {

@@ -11,7 +11,7 @@
 #include "api/clock.h"
 #include "api/status.h"
 #include "api/vm_spec.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/vmm_user.h"
 

@@ -14,7 +14,9 @@
 
 #include "drivers/host/disk_lock.h"
 #include "drivers/host/image_access.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/host/vmm_files.h"
+#include "drivers/unique_fd.h"
+#include "drivers/vmm_identity.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -25,12 +27,9 @@ constexpr char kDefaultCmdline[] = "console=ttyS0 panic=-1";
 constexpr char kPowerDownLine[] = "reboot: Power down";
 constexpr char kRestartLine[] = "reboot: Restarting system";
 constexpr char kPanicLine[] = "Kernel panic";
-// How much of the end of serial.log and vmm.log ExitState reads.
-constexpr std::streamoff kTailBytes = 64 * 1024;
-
+// How often the KVM probe tries QMP while its QEMU comes up.
+constexpr std::chrono::milliseconds kProbeRecheck{10};
 std::string QmpSocket(const std::string& vm_dir) { return vm_dir + "/qmp.sock"; }
-std::string VmmLog(const std::string& vm_dir) { return vm_dir + "/vmm.log"; }
-std::string SerialLog(const std::string& vm_dir) { return vm_dir + "/serial.log"; }
 
 // QEMU's option syntax: a ',' inside a value is written ",,".
 std::string Escape(const std::string& value) {
@@ -50,82 +49,15 @@ std::string DiskFormat(const std::string& path) {
   return "raw";
 }
 
-// The last `kTailBytes` of a file, or "" when it cannot be read.
-std::string Tail(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size <= 0) return "";
-  const std::streamoff from = std::max<std::streamoff>(0, size - kTailBytes);
-  in.seekg(from);
-  std::string data(static_cast<size_t>(size - from), '\0');
-  in.read(data.data(), static_cast<std::streamsize>(data.size()));
-  data.resize(static_cast<size_t>(in.gcount()));
-  return data;
-}
-
-// The last non-empty line of `text`, without '\r'.
-std::string LastLine(std::string_view text) {
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
-    text.remove_suffix(1);
-  }
-  const size_t nl = text.rfind('\n');
-  std::string line(nl == std::string_view::npos ? text : text.substr(nl + 1));
-  std::erase(line, '\r');
-  return line;
-}
-
-// The line of `text` holding `needle`, the last such one, without '\r'.
-std::string LineWith(std::string_view text, std::string_view needle) {
-  const size_t at = text.rfind(needle);
-  if (at == std::string_view::npos) return "";
-  const size_t begin = text.rfind('\n', at);
-  const size_t end = text.find('\n', at);
-  std::string line(
-      text.substr(begin == std::string_view::npos ? 0 : begin + 1,
-                  end == std::string_view::npos ? std::string_view::npos : end - (begin + 1)));
-  std::erase(line, '\r');
-  return line;
-}
-
-// Moves `path` to `path`.1 (replacing an older one), so each boot starts a
-// fresh file and the previous boot's stays for a post-mortem.
-api::Status Rotate(const std::string& path) {
-  if (::rename(path.c_str(), (path + ".1").c_str()) != 0 && errno != ENOENT) {
-    return api::Status::Internal("cannot rotate " + path + ": " + std::strerror(errno));
-  }
-  return api::Status::Ok();
+// The -qmp value: the QMP server on <vm_dir>/qmp.sock.
+std::string QmpArg(const std::string& vm_dir) {
+  return "unix:" + Escape(QmpSocket(vm_dir)) + ",server=on,wait=off";
 }
 
 constexpr char kSandbox[] =
     "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
-api::Status CreateEmpty(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640));
-  if (!fd.valid()) {
-    return api::Status::Internal("cannot create " + path + ": " + std::strerror(errno));
-  }
-  return api::Status::Ok();
-}
-
-bool Exited(int pidfd) {
-  pollfd pfd{.fd = pidfd, .events = POLLIN, .revents = 0};
-  return ::poll(&pfd, 1, 0) > 0;
-}
-
 }  // namespace
-
-uint32_t VsockCid(const std::string& vm_dir) {
-  // FNV-1a: stable across vmlet versions and restarts.
-  uint32_t hash = 2166136261u;
-  for (unsigned char c : vm_dir) {
-    hash ^= c;
-    hash *= 16777619u;
-  }
-  // CIDs 0-2 are reserved and 2^32-1 is VMADDR_CID_ANY.
-  return 3 + hash % (0xFFFFFFFFu - 3);
-}
 
 std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::string& vm_dir,
                                          const std::string& accel, const QemuOptions& options) {
@@ -138,7 +70,8 @@ std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::str
     const std::vector<std::string> run_as = RunAsPrefix(*options.vmm_user, options.setpriv_binary);
     argv.insert(argv.end(), run_as.begin(), run_as.end());
   }
-  const std::string serial = spec.serial_log.empty() ? SerialLog(vm_dir) : spec.serial_log;
+  const std::string serial =
+      spec.serial_log.empty() ? VmmFiles(vm_dir).serial_log() : spec.serial_log;
   argv.insert(argv.end(),
               {options.qemu_binary, "-name", spec.ns + "/" + spec.name, "-accel", accel});
   if (accel == "kvm") argv.insert(argv.end(), {"-cpu", "host"});
@@ -146,7 +79,7 @@ std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::str
                            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                            // seccomp: no obsolete system calls, no set*id, no fork/exec,
                            // no scheduler or priority changes.
-                           "-sandbox", kSandbox, "-qmp", "unix:" + Escape(QmpSocket(vm_dir)) + ",server=on,wait=off",
+                           "-sandbox", kSandbox, "-qmp", QmpArg(vm_dir),
                            "-serial", "file:" + Escape(serial), "-kernel", spec.kernel});
   if (spec.initramfs) argv.insert(argv.end(), {"-initrd", *spec.initramfs});
   argv.insert(argv.end(), {"-append", spec.cmdline.value_or(kDefaultCmdline)});
@@ -190,7 +123,7 @@ std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::str
   return argv;
 }
 
-QemuDriver::QemuDriver(const api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,
+QemuDriver::QemuDriver(api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,
                        QemuOptions options)
     : clock_(clock),
       proc_fs_(proc_fs),
@@ -198,12 +131,8 @@ QemuDriver::QemuDriver(const api::Clock& clock, const ProcFs& proc_fs, ProcessLa
       options_(std::move(options)),
       accel_(options_.accel),
       accel_reason_(options_.accel.empty() ? "" : "as configured"),
-      watcher_(clock),
-      sidecars_(clock, proc_fs, launcher,
-                VirtiofsdSidecars::Options{
-                    .virtiofsd_binary = options_.virtiofsd_binary,
-                    .run_as = options_.vmm_user,
-                    .setpriv_binary = options_.setpriv_binary}) {}
+      supervisor_(clock, proc_fs, launcher,
+                  VmmSupervisor::Options::Of("qemu", options_.qemu_binary, options_)) {}
 
 QemuDriver::~QemuDriver() { Stop(); }
 
@@ -253,18 +182,16 @@ std::string QemuDriver::ProbeAccel() {
       (void)(*qmp)->Execute("quit", nullptr, deadline);
       break;
     }
-    if (Exited(pidfd->get())) break;
-    pollfd pfd{.fd = pidfd->get(), .events = POLLIN, .revents = 0};
-    ::poll(&pfd, 1, 10);
+    if (supervisor_.WaitExit(pidfd->get(), clock_.MonotonicNow() + kProbeRecheck)) break;
   }
-  if (pidfd.ok() && pidfd->valid() && !WaitExit(pidfd->get(), deadline)) {
+  if (pidfd.ok() && pidfd->valid() && !supervisor_.WaitExit(pidfd->get(), deadline)) {
     (void)SignalPidFd(pidfd->get(), SIGKILL);
-    WaitExit(pidfd->get(), clock_.MonotonicNow() + std::chrono::seconds(5));
+    (void)supervisor_.WaitExit(pidfd->get(), clock_.MonotonicNow() + std::chrono::seconds(5));
   }
   std::optional<ExitStatus> exit = launcher_.Reap(*pid);
   if (verdict == "kvm" && (!exit || exit->signaled || exit->code != 0)) verdict = "tcg";
   if (verdict == "tcg") {
-    const std::string why = LastLine(Tail(log));
+    const std::string why = LastLine(FileTail(log));
     accel_reason_ = "KVM probe failed" + (exit ? " (QEMU " + exit->Describe() + ")" : "") +
                     (why.empty() ? "" : ": " + why);
   }
@@ -274,38 +201,20 @@ std::string QemuDriver::ProbeAccel() {
 
 api::Status QemuDriver::Start() {
   if (accel_.empty()) accel_ = ProbeAccel();
-  return watcher_.Start([this](const std::string& vm_dir) {
-    ChangeListener listener;
-    {
-      std::lock_guard lock(mu_);
-      listener = listener_;
-    }
-    if (listener) listener(vm_dir);
-  });
+  return supervisor_.Start();
 }
 
-void QemuDriver::Stop() { watcher_.Stop(); }
+void QemuDriver::Stop() { supervisor_.Stop(); }
 
 void QemuDriver::SetChangeListener(ChangeListener listener) {
-  std::lock_guard lock(mu_);
-  listener_ = std::move(listener);
+  supervisor_.SetChangeListener(std::move(listener));
 }
 
 std::vector<api::FieldError> QemuDriver::CheckSpec(const api::VmSpec& spec) const {
-  std::vector<api::FieldError> errors;
+  std::vector<api::FieldError> errors = supervisor_.CheckCommonSpec(spec);
   auto reject = [&](std::string field, std::string reason) {
     errors.push_back({std::move(field), std::move(reason)});
   };
-  if (spec.rosetta) reject("spec.rosetta", "Rosetta exists only on macOS (apple-vz)");
-  if (spec.efi_variable_store) {
-    reject("spec.efiVariableStore",
-           "the qemu driver boots the kernel directly and keeps no EFI variable store");
-  }
-  if (spec.machine_id) reject("spec.machineId", "only the apple-vz driver uses a machine id");
-  if (!spec.shared_dirs.empty() && ::access(options_.virtiofsd_binary.c_str(), X_OK) != 0) {
-    reject("spec.sharedDirs", "virtiofsd is not at " + options_.virtiofsd_binary +
-                                  " (Debian: package qemu-system-common)");
-  }
   if (spec.vsock && ::access("/dev/vhost-vsock", R_OK | W_OK) != 0) {
     reject("spec.vsock", "this host has no usable /dev/vhost-vsock (modprobe vhost_vsock)");
   }
@@ -313,121 +222,27 @@ std::vector<api::FieldError> QemuDriver::CheckSpec(const api::VmSpec& spec) cons
 }
 
 QemuDriver::Vm& QemuDriver::VmFor(const VmmHandle& handle) {
-  Vm* vm = nullptr;
-  {
-    std::lock_guard lock(mu_);
-    std::unique_ptr<Vm>& slot = vms_[handle.vm_dir];
-    if (!slot || slot->pid != handle.process.pid ||
-        slot->start_time_ticks != handle.process.start_time_ticks) {
-      slot = std::make_unique<Vm>();
-      slot->pid = handle.process.pid;
-      slot->start_time_ticks = handle.process.start_time_ticks;
-    }
-    vm = slot.get();
-  }
-  if (!vm->watched) {
-    // A VMM adopted after a restart: its serial log is read from the start,
-    // so a marker printed while vmlet was down counts.
-    vm->watched = watcher_.Watch(handle.vm_dir, SerialLog(handle.vm_dir)).ok();
-  }
-  return *vm;
+  Vm& vm = vms_.For(handle, [](const VmmHandle&) { return std::make_unique<Vm>(); });
+  supervisor_.Adopt(vm, handle.vm_dir);
+  return vm;
 }
 
-api::StatusOr<VmmHandle> QemuDriver::Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                          Deadline deadline) {
-  // An image QEMU could not open would fail every boot alike: say which,
-  // before launching anything.
-  if (api::Status s = CheckImagesReadable(spec, options_.vmm_user); !s.ok()) return s;
-  const std::string serial = SerialLog(vm_dir);
-  for (const std::string& path : {serial, VmmLog(vm_dir)}) {
-    if (api::Status s = Rotate(path); !s.ok()) return s;
-  }
-  // The watcher follows the file QEMU will write: QEMU opens it with O_TRUNC,
-  // which keeps the inode. The VMM user must be able to open it.
-  if (api::Status s = CreateEmpty(serial); !s.ok()) return s;
-  if (options_.vmm_user &&
-      ::chown(serial.c_str(), options_.vmm_user->uid, options_.vmm_user->gid) != 0) {
-    return api::Status::Internal("cannot give " + serial + " to user " + options_.vmm_user->user +
-                                 ": " + std::strerror(errno));
-  }
-  if (api::Status s = watcher_.Watch(vm_dir, serial); !s.ok()) {
-    return s.WithContext("watching " + serial);
-  }
+api::StatusOr<BootResult> QemuDriver::Boot(const api::VmSpec& spec, const std::string& vm_dir,
+                                           Deadline deadline) {
   const std::string socket = QmpSocket(vm_dir);
-  if (::unlink(socket.c_str()) != 0 && errno != ENOENT) {
-    return api::Status::Internal("cannot remove the stale " + socket + ": " + std::strerror(errno));
-  }
-  api::StatusOr<std::string> boot_id = proc_fs_.BootId();
-  if (!boot_id.ok()) return boot_id.status();
-  // The sidecars first: QEMU connects to their sockets as it starts.
-  api::StatusOr<std::vector<Sidecar>> sidecars =
-      sidecars_.Start(spec.shared_dirs, vm_dir, deadline);
-  if (!sidecars.ok()) return sidecars.status();
-
+  api::StatusOr<std::optional<BootRefusal>> prepared =
+      supervisor_.PrepareBoot(spec, vm_dir, {}, socket, deadline);
+  if (!prepared.ok()) return prepared.status();
+  if (prepared->has_value()) return BootResult::Refused(**std::move(prepared));
   api::VmSpec with_serial = spec;
-  with_serial.serial_log = serial;
-  SpawnRequest request;
-  request.argv = QemuCommandLine(with_serial, vm_dir, accel_, options_);
-  request.output_path = VmmLog(vm_dir);
-  api::StatusOr<pid_t> pid = launcher_.Spawn(request);
-  if (!pid.ok()) {
-    (void)sidecars_.StopAll(vm_dir);
-    return pid.status();
-  }
-
+  with_serial.serial_log = VmmFiles(vm_dir).serial_log();
   auto vm = std::make_unique<Vm>();
-  vm->pid = *pid;
-  vm->child = true;
-  vm->watched = true;
-  Vm* raw = vm.get();
-  {
-    std::lock_guard lock(mu_);
-    vms_[vm_dir] = std::move(vm);
-  }
-
-  // The handle must pass the identity check at once, so wait until /proc
-  // shows the command line (for a moment after the spawn it is empty). The
-  // pidfd both paces the wait and tells of an early exit.
-  api::StatusOr<UniqueFd> pidfd = proc_fs_.OpenPidFd(*pid);
-  while (true) {
-    api::StatusOr<ProcessInfo> info = proc_fs_.ReadProcess(*pid);
-    if (info.ok() && info->state != 'Z' && CommandLineNamesVmDir(info->cmdline, vm_dir)) {
-      raw->start_time_ticks = info->start_time_ticks;
-      break;
-    }
-    const bool exited = (info.ok() && info->state == 'Z') || info.status().IsNotFound() ||
-                        (pidfd.ok() && pidfd->valid() && Exited(pidfd->get()));
-    if (exited) {
-      ReapIfChild(*raw);
-      (void)sidecars_.StopAll(vm_dir);
-      const std::string log = Tail(VmmLog(vm_dir));
-      if (std::optional<std::string> locked = FindDiskLockFailure(log)) {
-        return DiskLockedError(*locked);
-      }
-      const std::string why = LastLine(log);
-      return api::Status::Unavailable(options_.qemu_binary + " exited at once" +
-                                      (raw->exit ? " (" + raw->exit->Describe() + ")" : "") +
-                                      (why.empty() ? "" : ": " + why));
-    }
-    if (clock_.MonotonicNow() >= deadline) {
-      // No handle is returned, so nothing would ever look after this QEMU:
-      // it must not outlive the failed boot. It is our unreaped child, so
-      // the pidfd names it and nothing else.
-      if (pidfd.ok() && pidfd->valid()) {
-        (void)SignalPidFd(pidfd->get(), SIGKILL);
-        WaitExit(pidfd->get(), clock_.MonotonicNow() + std::chrono::seconds(5));
-      }
-      ReapIfChild(*raw);
-      (void)sidecars_.StopAll(vm_dir);
-      return api::Status::DeadlineExceeded("qemu pid " + std::to_string(*pid) +
-                                           " did not show its command line in time; killed");
-    }
-    if (pidfd.ok() && pidfd->valid()) {
-      pollfd pfd{.fd = pidfd->get(), .events = POLLIN, .revents = 0};
-      ::poll(&pfd, 1, 2);
-    }
-  }
-  return VmmHandle{"qemu", {*pid, raw->start_time_ticks}, *boot_id, vm_dir, socket};
+  UniqueFd pidfd;
+  api::StatusOr<BootResult> launched =
+      supervisor_.Launch(*vm, QemuCommandLine(with_serial, vm_dir, accel_, options_), vm_dir,
+                         socket, deadline, &pidfd);
+  if (launched.ok() && launched->handle()) vms_.Put(vm_dir, std::move(vm));
+  return launched;
 }
 
 api::StatusOr<nlohmann::json> QemuDriver::Qmp(Vm& vm, const VmmHandle& handle,
@@ -458,7 +273,7 @@ api::StatusOr<nlohmann::json> QemuDriver::Qmp(Vm& vm, const VmmHandle& handle,
 api::StatusOr<Observation> QemuDriver::Observe(const ConfirmedVmm& vmm, Deadline deadline) {
   const VmmHandle& handle = vmm.handle();
   Vm& vm = VmFor(handle);
-  std::optional<ReadyMarkerWatcher::Ready> ready = watcher_.Poll(handle.vm_dir);
+  std::optional<ReadyMarkerWatcher::Ready> ready = supervisor_.ReadyMarker(handle.vm_dir);
   api::StatusOr<nlohmann::json> status = Qmp(vm, handle, "query-status", deadline);
   if (!status.ok()) {
     // QEMU creates its QMP socket while it starts; until then it is Starting.
@@ -502,56 +317,30 @@ api::Status QemuDriver::Shutdown(const ConfirmedVmm& vmm, Deadline deadline) {
   return r.ok() ? api::Status::Ok() : r.status().WithContext("QMP system_powerdown");
 }
 
-bool QemuDriver::WaitExit(int pidfd, Deadline deadline) const {
-  while (true) {
-    const auto left =
-        std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_.MonotonicNow());
-    pollfd pfd{.fd = pidfd, .events = POLLIN, .revents = 0};
-    const int n = ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
-    if (n > 0) return true;
-    if (n == 0 && left.count() <= 0) return false;
-    if (n < 0 && errno != EINTR) return false;
-  }
-}
-
 api::Status QemuDriver::Kill(const ConfirmedVmm& vmm, Deadline deadline) {
-  const VmmHandle& handle = vmm.handle();
-  if (vmm.pidfd() < 0) return api::Status::FailedPrecondition("no pidfd for qemu");
-  if (Exited(vmm.pidfd())) return api::Status::Ok();
-  Vm& vm = VmFor(handle);
-  const Deadline quit_by = std::min(deadline, clock_.MonotonicNow() + options_.quit_timeout);
-  // QEMU's own forced stop first: it flushes and removes its socket.
-  if (Qmp(vm, handle, "quit", quit_by).ok() && WaitExit(vmm.pidfd(), quit_by)) {
-    return api::Status::Ok();
-  }
-  api::Status s = SignalPidFd(vmm.pidfd(), SIGKILL);
-  if (!s.ok() && !s.IsNotFound()) return s.WithContext("SIGKILL qemu");
-  if (!WaitExit(vmm.pidfd(), deadline)) {
-    return api::Status::DeadlineExceeded("qemu pid " + std::to_string(handle.process.pid) +
-                                         " did not exit after SIGKILL");
-  }
-  return api::Status::Ok();
+  return supervisor_.Kill(vmm, deadline, [&]() -> std::optional<Deadline> {
+    const Deadline quit_by = std::min(deadline, clock_.MonotonicNow() + options_.quit_timeout);
+    // QEMU's own forced stop first: it flushes and removes its socket.
+    if (!Qmp(VmFor(vmm.handle()), vmm.handle(), "quit", quit_by).ok()) return std::nullopt;
+    return quit_by;
+  });
 }
 
-void QemuDriver::ReapIfChild(Vm& vm) {
-  if (!vm.child || vm.exit) return;
-  vm.exit = launcher_.Reap(vm.pid);
-}
-
-api::VmState QemuDriver::ExitState(const VmmHandle& handle) {
+VmmExit QemuDriver::ExitState(const VmmHandle& handle) {
   Vm& vm = VmFor(handle);
-  ReapIfChild(vm);
-  const std::string serial = Tail(SerialLog(handle.vm_dir));
+  supervisor_.Reap(vm);
+  const VmmFiles files(handle.vm_dir);
+  const std::string serial = files.SerialTail();
   if (vm.exit && vm.exit->signaled) {
     return api::VmState::Failed("qemu was " + vm.exit->Describe());
   }
   // An image lock refused during start-up (vmm.log is this boot's: it is
   // rotated before each one). QEMU exits 1 then.
-  if (std::optional<std::string> locked = FindDiskLockFailure(Tail(VmmLog(handle.vm_dir)))) {
-    return DiskLockedState(*locked);
+  if (std::optional<std::string> locked = FindDiskLockFailure(files.VmmLogTail())) {
+    return BootRefusal{BootRefusal::Reason::kDiskLocked, *locked};
   }
   if (vm.exit && vm.exit->code != 0) {
-    const std::string why = LastLine(Tail(VmmLog(handle.vm_dir)));
+    const std::string why = LastLine(files.VmmLogTail());
     return api::VmState::Failed("qemu " + vm.exit->Describe() + (why.empty() ? "" : ": " + why));
   }
   // QEMU exited 0, or how is unknown: what the guest printed last tells.
@@ -575,56 +364,12 @@ api::VmState QemuDriver::ExitState(const VmmHandle& handle) {
 
 api::Status QemuDriver::Cleanup(const VmmHandle& handle, Deadline deadline) {
   (void)deadline;
-  std::unique_ptr<Vm> vm;
-  {
-    std::lock_guard lock(mu_);
-    auto it = vms_.find(handle.vm_dir);
-    if (it != vms_.end() && it->second->pid == handle.process.pid) {
-      vm = std::move(it->second);
-      vms_.erase(it);
-    }
-  }
-  if (vm) ReapIfChild(*vm);
-  watcher_.Unwatch(handle.vm_dir);
-  if (api::Status s = sidecars_.StopAll(handle.vm_dir); !s.ok()) return s;
-  // QEMU removes its socket when it exits cleanly, not when it is killed.
-  if (::unlink(handle.socket_path.c_str()) != 0 && errno != ENOENT) {
-    return api::Status::Internal("cannot remove " + handle.socket_path + ": " +
-                                 std::strerror(errno));
-  }
-  return api::Status::Ok();
+  std::unique_ptr<Vm> vm = vms_.Take(handle);
+  return supervisor_.Cleanup(vm.get(), handle);
 }
 
 api::StatusOr<std::optional<VmmHandle>> QemuDriver::Rediscover(const std::string& vm_dir) {
-  api::StatusOr<std::vector<pid_t>> pids = proc_fs_.ListPids();
-  if (!pids.ok()) return pids.status();
-  const std::string binary = fs::path(options_.qemu_binary).filename();
-  std::vector<ProcessInfo> found;
-  for (pid_t pid : *pids) {
-    api::StatusOr<ProcessInfo> info = proc_fs_.ReadProcess(pid);
-    if (!info.ok() || info->state == 'Z' || info->cmdline.empty()) continue;
-    // QEMU itself, or `ip netns exec` just before it becomes QEMU.
-    const bool qemu = std::any_of(info->cmdline.begin(), info->cmdline.end(),
-                                  [&](const auto& a) { return fs::path(a).filename() == binary; });
-    if (!qemu || !CommandLineNamesVmDir(info->cmdline, vm_dir)) continue;
-    if (std::find(info->cmdline.begin(), info->cmdline.end(),
-                  "unix:" + Escape(QmpSocket(vm_dir)) + ",server=on,wait=off") ==
-        info->cmdline.end()) {
-      continue;  // names the directory, but is not a VMM vmlet launched there
-    }
-    found.push_back(std::move(info).value());
-  }
-  if (found.empty()) return std::optional<VmmHandle>();
-  if (found.size() > 1) {
-    std::string pids_text;
-    for (const ProcessInfo& p : found) pids_text += " " + std::to_string(p.pid);
-    return api::Status::FailedPrecondition("more than one qemu runs for " + vm_dir + " (pids" +
-                                           pids_text + "); refusing to pick one");
-  }
-  api::StatusOr<std::string> boot_id = proc_fs_.BootId();
-  if (!boot_id.ok()) return boot_id.status();
-  return std::optional<VmmHandle>(VmmHandle{
-      "qemu", {found[0].pid, found[0].start_time_ticks}, *boot_id, vm_dir, QmpSocket(vm_dir)});
+  return supervisor_.Rediscover(vm_dir, QmpArg(vm_dir), QmpSocket(vm_dir));
 }
 
 }  // namespace vmlet::drivers

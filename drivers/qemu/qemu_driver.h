@@ -9,12 +9,13 @@
 #include <vector>
 
 #include "api/clock.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/proc_fs.h"
 #include "drivers/host/process_launcher.h"
-#include "drivers/host/ready_marker_watcher.h"
-#include "drivers/host/virtiofsd_sidecars.h"
-#include "drivers/qemu/qmp_client.h"
+#include "drivers/host/vmm_supervisor.h"
+#include "drivers/host/vmm_table.h"
 #include "drivers/host/vmm_user.h"
+#include "drivers/host/vsock_cid.h"
+#include "drivers/qemu/qmp_client.h"
 #include "drivers/vm_driver.h"
 
 namespace vmlet::drivers {
@@ -73,9 +74,6 @@ struct QemuOptions {
 std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::string& vm_dir,
                                          const std::string& accel, const QemuOptions& options);
 
-// The vsock context id QEMU gives the VM: derived from vm_dir, in [3, 2^32-2].
-uint32_t VsockCid(const std::string& vm_dir);
-
 // The `qemu` driver (DESIGN §7): QEMU over QMP, KVM where /dev/kvm is usable,
 // TCG otherwise.
 //
@@ -97,7 +95,7 @@ uint32_t VsockCid(const std::string& vm_dir);
 // work queue's guarantee).
 class QemuDriver final : public VmDriver {
  public:
-  QemuDriver(const api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,
+  QemuDriver(api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,
              QemuOptions options);
   ~QemuDriver() override;
 
@@ -112,14 +110,14 @@ class QemuDriver final : public VmDriver {
 
   std::string_view name() const override { return "qemu"; }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
-  api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+  api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
                                 Deadline deadline) override;
   api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Shutdown(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Kill(const ConfirmedVmm& vmm, Deadline deadline) override;
-  api::VmState ExitState(const VmmHandle& handle) override;
+  VmmExit ExitState(const VmmHandle& handle) override;
   api::Status Cleanup(const VmmHandle& handle, Deadline deadline) override;
   api::StatusOr<std::optional<VmmHandle>> Rediscover(const std::string& vm_dir) override;
   const ProcFs& proc_fs() const override { return proc_fs_; }
@@ -127,12 +125,7 @@ class QemuDriver final : public VmDriver {
 
  private:
   // What the driver keeps about one VM's VMM while it lives.
-  struct Vm {
-    pid_t pid = 0;
-    uint64_t start_time_ticks = 0;
-    bool child = false;  // launched by this vmlet: Reap() may collect it
-    std::optional<ExitStatus> exit;
-    bool watched = false;         // serial.log is under the marker watcher
+  struct Vm : VmmProcess {
     std::string shutdown_reason;  // from a QMP SHUTDOWN event, if one was read
   };
 
@@ -142,10 +135,6 @@ class QemuDriver final : public VmDriver {
   // Runs one QMP command on the VM, on a connection of its own.
   api::StatusOr<nlohmann::json> Qmp(Vm& vm, const VmmHandle& handle, const std::string& command,
                                     Deadline deadline);
-  // Waits until the pidfd's process has exited or `deadline`; true if exited.
-  bool WaitExit(int pidfd, Deadline deadline) const;
-  // Collects the exit status of a child that has exited, once.
-  void ReapIfChild(Vm& vm);
   // "kvm" when QEMU can really run with it here, else "tcg"; sets accel_reason_.
   std::string ProbeAccel();
 
@@ -155,12 +144,8 @@ class QemuDriver final : public VmDriver {
   const QemuOptions options_;
   std::string accel_;
   std::string accel_reason_;
-  ReadyMarkerWatcher watcher_;
-  VirtiofsdSidecars sidecars_;
-
-  mutable std::mutex mu_;
-  std::map<std::string, std::unique_ptr<Vm>> vms_;  // by vm_dir; guarded by mu_ (the map only)
-  ChangeListener listener_;                         // guarded by mu_
+  VmmSupervisor supervisor_;
+  VmmTable<Vm> vms_;
 };
 
 }  // namespace vmlet::drivers

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "api/status.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/unique_fd.h"
 
 namespace vmlet::drivers {
 

@@ -55,9 +55,9 @@
 #include "controller/manager.h"
 #include "controller/state_store.h"
 #include "drivers/fake/fake_vm_driver.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/real_clock.h"
-#include "drivers/host/vmm_identity.h"
+#include "drivers/vmm_identity.h"
 #include "manifests/directory_source.h"
 #include "tests/fakes/fake_manifest.h"
 

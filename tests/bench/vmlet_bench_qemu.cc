@@ -73,7 +73,7 @@
 #include <thread>
 #include <vector>
 
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/qemu/qmp_client.h"
 #include "tests/integration/vmlet_process.h"

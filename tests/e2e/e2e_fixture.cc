@@ -13,7 +13,7 @@
 #include <sstream>
 #include <thread>
 
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 
 namespace vmlet::testing {
 

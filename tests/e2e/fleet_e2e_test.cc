@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "api/vm_key.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/vmm_backend.h"
 #include "tests/integration/vmlet_process.h"

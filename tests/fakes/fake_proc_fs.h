@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "api/status.h"
-#include "drivers/host/proc_fs.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/proc_fs.h"
+#include "drivers/unique_fd.h"
 
 namespace vmlet::testing {
 

@@ -37,11 +37,11 @@
 #include "drivers/cloud_hypervisor/ch_api_client.h"
 #include "drivers/cloud_hypervisor/ch_api_transport.h"
 #include "drivers/cloud_hypervisor/ch_vm_config.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
-#include "drivers/host/unique_fd.h"
-#include "drivers/host/vmm_identity.h"
+#include "drivers/unique_fd.h"
+#include "drivers/vmm_identity.h"
 #include "tests/fakes/fake_cloud_hypervisor/openapi_validator.h"
 #include "tests/integration/vmlet_process.h"
 
@@ -156,9 +156,14 @@ class CloudHypervisorDriverTest : public ::testing::Test {
   // Boots `spec` in vm_dir_ and keeps the handle for TearDown.
   api::StatusOr<VmmHandle> Boot(const api::VmSpec& spec = MinimalSpec(),
                                 milliseconds timeout = kWait) {
-    api::StatusOr<VmmHandle> handle = driver_->Boot(spec, vm_dir_, In(timeout));
-    if (handle.ok()) handles_.push_back(*handle);
-    return handle;
+    api::StatusOr<BootResult> booted = driver_->Boot(spec, vm_dir_, In(timeout));
+    if (!booted.ok()) return booted.status();
+    if (const BootRefusal* refused = booted->refusal()) {
+      return api::Status::Unavailable("boot refused: " + std::string(ReasonName(refused->reason)) +
+                                      ": " + refused->detail);
+    }
+    handles_.push_back(*booted->handle());
+    return *booted->handle();
   }
 
   // The ConfirmedVmm for `handle`; fails the test when it is not confirmed.
@@ -392,7 +397,7 @@ TEST_F(CloudHypervisorDriverTest, SigkillFromOutsideIsAFailureNamingTheSignal) {
   const ConfirmedVmm vmm = Confirm(*handle);
   ASSERT_EQ(::kill(handle->process.pid, SIGKILL), 0);  // by the recorded pid
   ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
-  const api::VmState exit = driver_->ExitState(*handle);
+  const api::VmState exit = driver_->ExitState(*handle).state();
   EXPECT_EQ(exit.phase(), Phase::kFailed);
   EXPECT_THAT(std::string(exit.reason()), HasSubstr("killed by signal 9 (SIGKILL)"));
 }
@@ -405,7 +410,7 @@ TEST_F(CloudHypervisorDriverTest, AnAdoptedVmmKilledFromOutsideIsAFailure) {
   ASSERT_EQ(::kill(handle->process.pid, SIGKILL), 0);
   ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
   CloudHypervisorDriver restarted(clock_, proc_fs_, launcher_, driver_->options());
-  const api::VmState exit = restarted.ExitState(*handle);
+  const api::VmState exit = restarted.ExitState(*handle).state();
   EXPECT_EQ(exit.phase(), Phase::kFailed);
   EXPECT_THAT(std::string(exit.reason()), HasSubstr("without a shutdown event"));
 }

@@ -9,7 +9,7 @@
 
 #include "drivers/cloud_hypervisor/ch_vm_config.h"
 #include "drivers/cloud_hypervisor/cloud_hypervisor_driver.h"
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
 #include "drivers/qemu/qemu_driver.h"

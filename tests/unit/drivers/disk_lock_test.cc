@@ -51,20 +51,5 @@ TEST(DiskLockTest, OtherFailuresAreNotDiskLocks) {
   EXPECT_FALSE(FindDiskLockFailure("Error: the API socket is already locked").has_value());
 }
 
-TEST(DiskLockTest, StatusAndStateCarryTheReason) {
-  const api::Status error = DiskLockedError("disk image /a is locked by another process");
-  EXPECT_TRUE(IsDiskLocked(error));
-  EXPECT_TRUE(error.IsRetryable());
-  EXPECT_EQ(DiskLockedDetail(error.message()), "disk image /a is locked by another process");
-  EXPECT_FALSE(IsDiskLocked(api::Status::Unavailable("qemu exited at once")));
-  EXPECT_FALSE(IsDiskLocked(api::Status::Ok()));
-
-  const api::VmState state = DiskLockedState("disk image /a is locked by another process");
-  EXPECT_TRUE(IsDiskLocked(state));
-  EXPECT_EQ(state.phase(), api::VmState::Phase::kFailed);
-  EXPECT_FALSE(IsDiskLocked(api::VmState::Failed("the VMM crashed")));
-  EXPECT_FALSE(IsDiskLocked(api::VmState::Starting()));
-}
-
 }  // namespace
 }  // namespace vmlet::drivers

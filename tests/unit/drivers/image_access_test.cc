@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "drivers/host/boot_refusal.h"
+#include "drivers/boot_refusal.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -46,19 +46,18 @@ class ImageAccessTest : public ::testing::Test {
 };
 
 TEST_F(ImageAccessTest, ReadableImagesPass) {
-  EXPECT_TRUE(CheckImagesReadable(Spec(), std::nullopt).ok());
+  EXPECT_EQ(CheckImagesReadable(Spec(), std::nullopt), std::nullopt);
 }
 
 TEST_F(ImageAccessTest, AMissingImageIsImageNotReadableNamingItsField) {
   api::VmSpec spec = Spec();
   spec.initramfs = dir_ + "/initrd.gz";
-  const api::Status s = CheckImagesReadable(spec, std::nullopt);
-  EXPECT_TRUE(IsImageNotReadable(s)) << s;
-  EXPECT_EQ(s.message(), "ImageNotReadable: spec.initramfs " + dir_ +
-                             "/initrd.gz: vmlet cannot read it (No such file or directory)");
-  std::optional<BootRefusal> refusal = AsBootRefusal(s);
+  const std::optional<BootRefusal> refusal = CheckImagesReadable(spec, std::nullopt);
   ASSERT_TRUE(refusal.has_value());
-  EXPECT_EQ(refusal->reason, "ImageNotReadable");
+  EXPECT_EQ(refusal->reason, BootRefusal::Reason::kImageNotReadable);
+  EXPECT_EQ(ReasonName(refusal->reason), "ImageNotReadable");
+  EXPECT_EQ(refusal->detail, "spec.initramfs " + dir_ +
+                                 "/initrd.gz: vmlet cannot read it (No such file or directory)");
 }
 
 TEST_F(ImageAccessTest, AnotherUserIsCheckedWithItsOwnIds) {
@@ -69,24 +68,28 @@ TEST_F(ImageAccessTest, AnotherUserIsCheckedWithItsOwnIds) {
   ASSERT_EQ(::chmod(disk_.c_str(), 0644), 0);
   // Readable by all, writable by root only: nobody may boot the kernel but
   // not write the data disk.
-  const api::Status s = CheckImagesReadable(Spec(), nobody);
-  EXPECT_EQ(s.message(), "ImageNotReadable: spec.dataDisk " + disk_ +
-                             ": user nobody cannot read and write it (Permission denied)");
+  EXPECT_EQ(CheckImagesReadable(Spec(), nobody),
+            (BootRefusal{BootRefusal::Reason::kImageNotReadable,
+                         "spec.dataDisk " + disk_ +
+                             ": user nobody cannot read and write it (Permission denied)"}));
   // Root itself may.
-  EXPECT_TRUE(CheckImagesReadable(Spec(), std::nullopt).ok());
+  EXPECT_EQ(CheckImagesReadable(Spec(), std::nullopt), std::nullopt);
 
   ASSERT_EQ(::chown(disk_.c_str(), nobody->uid, nobody->gid), 0);
-  EXPECT_TRUE(CheckImagesReadable(Spec(), nobody).ok());
+  EXPECT_EQ(CheckImagesReadable(Spec(), nobody), std::nullopt);
 
   // A kernel only root can read.
   ASSERT_EQ(::chmod(kernel_.c_str(), 0600), 0);
-  EXPECT_EQ(CheckImagesReadable(Spec(), nobody).message(),
-            "ImageNotReadable: spec.kernel " + kernel_ +
-                ": user nobody cannot read it (Permission denied)");
+  EXPECT_EQ(CheckImagesReadable(Spec(), nobody),
+            (BootRefusal{BootRefusal::Reason::kImageNotReadable,
+                         "spec.kernel " + kernel_ +
+                             ": user nobody cannot read it (Permission denied)"}));
   // A directory on the way it cannot enter.
   ASSERT_EQ(::chmod(kernel_.c_str(), 0644), 0);
   ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);
-  EXPECT_TRUE(IsImageNotReadable(CheckImagesReadable(Spec(), nobody)));
+  const std::optional<BootRefusal> refusal = CheckImagesReadable(Spec(), nobody);
+  ASSERT_TRUE(refusal.has_value());
+  EXPECT_EQ(refusal->reason, BootRefusal::Reason::kImageNotReadable);
 }
 
 TEST_F(ImageAccessTest, AnUnknownUserIsNotFound) {

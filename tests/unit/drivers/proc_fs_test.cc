@@ -1,4 +1,4 @@
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>

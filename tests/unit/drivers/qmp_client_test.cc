@@ -34,7 +34,7 @@
 #include <thread>
 #include <vector>
 
-#include "drivers/host/unique_fd.h"
+#include "drivers/unique_fd.h"
 
 extern char** environ;
 

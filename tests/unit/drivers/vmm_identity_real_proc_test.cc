@@ -25,9 +25,9 @@
 #include <string>
 #include <vector>
 
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/real_clock.h"
-#include "drivers/host/vmm_identity.h"
+#include "drivers/vmm_identity.h"
 
 extern char** environ;
 

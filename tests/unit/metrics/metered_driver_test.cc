@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "drivers/host/vmm_identity.h"
+#include "drivers/vmm_identity.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_proc_fs.h"
 
@@ -35,10 +35,11 @@ class RecordingDriver final : public drivers::VmDriver {
     calls.push_back("CheckSpec");
     return {{"spec.rosetta", "not on Linux"}};
   }
-  api::StatusOr<drivers::VmmHandle> Boot(const api::VmSpec&, const std::string& vm_dir,
-                                         drivers::Deadline deadline) override {
+  api::StatusOr<drivers::BootResult> Boot(const api::VmSpec&, const std::string& vm_dir,
+                                          drivers::Deadline deadline) override {
     if (api::Status s = Call("Boot " + vm_dir, deadline); !s.ok()) return s;
-    return drivers::VmmHandle{"fake", {4242, 77}, "boot-id", vm_dir, vm_dir + "/api.sock"};
+    return drivers::BootResult::Launched(
+        drivers::VmmHandle{"fake", {4242, 77}, "boot-id", vm_dir, vm_dir + "/api.sock"});
   }
   api::StatusOr<drivers::Observation> Observe(const drivers::ConfirmedVmm& vmm,
                                               drivers::Deadline deadline) override {
@@ -57,7 +58,7 @@ class RecordingDriver final : public drivers::VmDriver {
   api::Status Kill(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override {
     return Call("Kill " + vmm.handle().vm_dir, deadline);
   }
-  api::VmState ExitState(const drivers::VmmHandle& handle) override {
+  drivers::VmmExit ExitState(const drivers::VmmHandle& handle) override {
     calls.push_back("ExitState " + handle.vm_dir);
     return api::VmState::Failed("the VMM crashed");
   }
@@ -140,8 +141,10 @@ TEST_F(MeteredDriverTest, EveryCallIsForwardedWithItsArgumentsAndAnswer) {
   EXPECT_EQ(&driver_.proc_fs(), &proc_fs_);
   EXPECT_EQ(driver_.CheckSpec(api::VmSpec{}),
             (std::vector<api::FieldError>{{"spec.rosetta", "not on Linux"}}));
-  api::StatusOr<drivers::VmmHandle> handle = driver_.Boot(api::VmSpec{}, kVmDir, deadline);
-  ASSERT_TRUE(handle.ok());
+  api::StatusOr<drivers::BootResult> booted = driver_.Boot(api::VmSpec{}, kVmDir, deadline);
+  ASSERT_TRUE(booted.ok());
+  const drivers::VmmHandle* handle = booted->handle();
+  ASSERT_NE(handle, nullptr);
   EXPECT_EQ(handle->process.pid, 4242);
   api::StatusOr<drivers::Observation> seen = driver_.Observe(vmm, deadline);
   ASSERT_TRUE(seen.ok());

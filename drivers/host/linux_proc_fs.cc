@@ -1,4 +1,4 @@
-#include "drivers/host/proc_fs.h"
+#include "drivers/host/linux_proc_fs.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -151,10 +151,6 @@ api::StatusOr<UniqueFd> LinuxProcFs::OpenPidFd(pid_t pid) const {
   long fd = ::syscall(SYS_pidfd_open, pid, 0);
   if (fd < 0) return ErrnoStatus(errno, "pidfd_open(" + std::to_string(pid) + ")");
   return UniqueFd(static_cast<int>(fd));
-}
-
-api::StatusOr<std::vector<pid_t>> ProcFs::ListPids() const {
-  return api::Status::FailedPrecondition("this process table cannot be listed");
 }
 
 api::StatusOr<std::vector<pid_t>> LinuxProcFs::ListPids() const {

@@ -12,32 +12,12 @@
 #include <vector>
 
 #include "api/vm_key.h"
-#include "drivers/host/proc_fs.h"
-#include "drivers/host/unique_fd.h"
+#include "drivers/confirmed_vmm.h"
+#include "drivers/proc_fs.h"
+#include "drivers/unique_fd.h"
 #include "drivers/vmm_handle.h"
 
 namespace vmlet::drivers {
-
-// A VMM whose identity VmmIdentity has just confirmed: the only way to ask a
-// driver to act on a VMM. Drivers take `const ConfirmedVmm&`, so an
-// unconfirmed process can never be signalled or called.
-//
-// REQUIRES: used only by the worker that holds the VM's key, and not after
-// VmmIdentity::Forget(key) (which closes the pidfd).
-class ConfirmedVmm {
- public:
-  const VmmHandle& handle() const { return handle_; }
-  // The pidfd VmmIdentity holds for the process (for pidfd_send_signal), or
-  // -1 when the ProcFs has no real processes (the fake driver).
-  int pidfd() const { return pidfd_; }
-
- private:
-  friend class VmmIdentity;
-  ConfirmedVmm(VmmHandle handle, int pidfd) : handle_(std::move(handle)), pidfd_(pidfd) {}
-
-  VmmHandle handle_;
-  int pidfd_;
-};
 
 // Decides whether a recorded VMM is still the process vmlet launched
 // (DESIGN §5), and holds a pidfd for each one it has confirmed.

@@ -1,4 +1,4 @@
-#include "drivers/host/vmm_identity.h"
+#include "drivers/vmm_identity.h"
 
 #include <poll.h>
 #include <sys/epoll.h>
