@@ -1,7 +1,7 @@
 #pragma once
 
 // The client side of vmlet's read API: what `vmlet get` and `vmlet describe`
-// send to a running `vmlet run` (controller/status_api.h is the server).
+// send to a running `vmlet run` (controller/status_api.h answers it).
 
 #include <chrono>
 #include <string>

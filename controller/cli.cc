@@ -10,7 +10,8 @@
 
 #include "api/validation.h"
 #include "controller/api_client.h"
-#include "controller/status_api.h"
+#include "controller/api_query.h"
+#include "controller/cli_render.h"
 #include "drivers/host/real_clock.h"
 #include "manifests/manifest_files.h"
 

@@ -22,6 +22,7 @@
 
 #include "controller/cli.h"
 #include "controller/manager.h"
+#include "controller/manager_vm_source.h"
 #include "controller/state_store.h"
 #include "controller/status_api.h"
 #include "drivers/cloud_hypervisor/cloud_hypervisor_driver.h"

@@ -17,112 +17,17 @@
 #include "api/clock.h"
 #include "api/status.h"
 #include "api/vm_key.h"
-#include "drivers/vmm_handle.h"
+#include "controller/rfc3339_time.h"
+#include "controller/state_json.h"
+#include "controller/vm_event.h"
+#include "controller/vm_record.h"
+#include "controller/vm_status.h"
 
 namespace vmlet::controller {
 
-using WallTime = api::Clock::WallTime;
-
-// record.json: what vmlet must never forget about a VM, written durably
-// before and after every action that changes the host.
-struct VmRecord {
-  std::string driver;                         // the driver that owns the VM's VMM
-  std::optional<drivers::VmmHandle> vmm;      // the VMM vmlet launched, until it is seen gone
-  std::string spec_hash;                      // BootHash of the spec the VMM was booted with
-  std::optional<WallTime> boot_requested_at;  // the last boot
-  std::optional<WallTime> ready_at;           // when the last boot became Ready
-  bool stop_requested = false;  // vmlet asked the VMM to stop: its exit is not a crash
-  std::optional<WallTime> stop_requested_at;
-  int64_t stop_grace_seconds = 30;    // of the latest valid manifest (used once it is deleted)
-  uint32_t restart_count = 0;         // reboots after a crash or unrequested power-off
-  uint32_t consecutive_failures = 0;  // the crash loop's n; reset after 5 min Ready
-  std::string last_exit_phase;        // "Stopped" or "Failed" once a VMM has exited, else ""
-  std::string last_exit_reason;       // why, for Failed
-  // The crash loop's next attempt: no restart before this (so a vmlet
-  // restart does not cut a backoff short).
-  std::optional<WallTime> restart_not_before;
-
-  friend bool operator==(const VmRecord&, const VmRecord&) = default;
-};
-
-// A status condition, shaped as Kubernetes has them.
-struct Condition {
-  std::string type;     // Ready, Paused, ManifestValid, CrashLoopBackOff, Converged
-  std::string status;   // "True", "False", "Unknown"
-  std::string reason;   // CamelCase, machine-readable
-  std::string message;  // for people
-  WallTime last_transition_time{};
-
-  friend bool operator==(const Condition&, const Condition&) = default;
-};
-
-// status.json: what vmlet last saw of a VM, for people and tools.
-struct VmStatus {
-  // Starting | Running | Ready | Paused | Stopped | Failed; "" before the first look.
-  std::string phase;
-  std::string ip;
-  std::string reason;
-  std::string desired_state;        // Running | Paused | Stopped | Deleted
-  std::string observed_generation;  // the spec hash the status describes
-  std::vector<Condition> conditions;
-  uint32_t restart_count = 0;
-  std::optional<double> last_boot_duration_seconds;
-  struct Vmm {
-    std::string driver;
-    pid_t pid = 0;
-    uint64_t start_time_ticks = 0;
-    friend bool operator==(const Vmm&, const Vmm&) = default;
-  };
-  std::optional<Vmm> vmm;
-
-  friend bool operator==(const VmStatus&, const VmStatus&) = default;
-};
-
-// Sets the condition of `c.type` (adding it if missing). Its
-// lastTransitionTime becomes `c.last_transition_time` only when the status
-// value changes; otherwise the old time is kept, as Kubernetes does.
-void SetCondition(VmStatus& status, Condition c);
-// The condition of that type, or nullptr.
-const Condition* FindCondition(const VmStatus& status, std::string_view type);
-
-// One line of events.jsonl.
-struct Event {
-  WallTime time{};
-  std::string type;    // "Normal" or "Warning"
-  std::string reason;  // CamelCase: Booted, Ready, Paused, Stopping, Killed, Crashed, ...
-  std::string message;
-
-  friend bool operator==(const Event&, const Event&) = default;
-};
-
-// The JSON forms written to disk (camelCase keys; times as RFC 3339 UTC with
-// milliseconds). Optional values (a record's times and vmm, a status's vmm and
-// lastBootDurationSeconds) are omitted when none; FromJson reads an absent or
-// null one as none. A record carries "version": 1.
-//
-// FromJson fails with InvalidArgument naming the field ("vmm.pid: must be an
-// integer") when a known field has the wrong type or is out of range, when a
-// required field is missing (a record's version, driver and specHash, and
-// every field of its vmm, whose pid must be positive; a condition's type,
-// status and lastTransitionTime; an event's time, type and reason), or when a
-// record's version is not 1. Unknown fields are ignored (forward compatible).
-nlohmann::json ToJson(const VmRecord& record);
-nlohmann::json ToJson(const VmStatus& status);
-nlohmann::json ToJson(const Event& event);
-api::StatusOr<VmRecord> VmRecordFromJson(const nlohmann::json& j);
-api::StatusOr<VmStatus> VmStatusFromJson(const nlohmann::json& j);
-api::StatusOr<Event> EventFromJson(const nlohmann::json& j);
-// "2026-11-28T03:04:05.123Z": UTC, milliseconds, the sub-millisecond part
-// dropped (rounded down), so ParseTime(FormatTime(t)) is t to the millisecond.
-std::string FormatTime(WallTime time);
-// Parses RFC 3339 "YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)" (1 to 9
-// fraction digits; 'T' and 'Z' in either case). Anything else, including
-// out-of-range fields (month 13, Feb 30, second 60) and times a WallTime (64-bit
-// nanoseconds) cannot hold, before 1677-09-22 or after 2262-04-11T23:47:15Z,
-// is InvalidArgument.
-api::StatusOr<WallTime> ParseTime(std::string_view text);
-
-// The per-VM state directory (DESIGN §5):
+// The per-VM state directory (DESIGN §5), whose files hold a VmRecord
+// (vm_record.h), a VmStatus (vm_status.h) and Events (vm_event.h) in their
+// JSON forms (state_json.h):
 //   <state-dir>/vms/<namespace>/<name>/{record.json, status.json, events.jsonl, ...}
 // The VMM's own files (sockets, serial.log, vmm.log) live in the same
 // directory, which the driver is given as vm_dir.
