@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "drivers/host/fd_waiter.h"
+
 namespace vmlet::drivers {
 namespace {
 
@@ -404,8 +406,7 @@ void ReadyMarkerWatcher::Run(int inotify_fd, int wake_fd, const Listener& listen
       // into one read keeps the watcher from competing with the guest for
       // the CPU; the marker is seen at most kCoalesce later. Stop() still
       // wakes it at once.
-      pollfd wake{wake_fd, POLLIN, 0};
-      ::poll(&wake, 1, static_cast<int>(kCoalesce.count()));
+      (void)FdWaiter(clock_).WaitReadable(wake_fd, clock_.MonotonicNow() + kCoalesce);
     }
     const std::vector<Event> events = ReadEvents(inotify_fd);
 

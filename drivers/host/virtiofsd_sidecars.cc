@@ -1,6 +1,5 @@
 #include "drivers/host/virtiofsd_sidecars.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,16 +22,6 @@ constexpr char kPidFileDir[] = "/var/run/virtiofsd";
 
 using nlohmann::json;
 
-// Waits on a pidfd until its process exits or `timeout` passes; true if it exited.
-bool WaitPidFd(int pidfd, std::chrono::milliseconds timeout) {
-  pollfd pfd{.fd = pidfd, .events = POLLIN, .revents = 0};
-  int n;
-  do {
-    n = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-  } while (n < 0 && errno == EINTR);
-  return n > 0;
-}
-
 std::string LastLineOf(const std::string& path) {
   std::ifstream in(path);
   std::string line, last;
@@ -51,7 +40,11 @@ bool IsSocket(const std::string& path) {
 
 VirtiofsdSidecars::VirtiofsdSidecars(const api::Clock& clock, const ProcFs& proc_fs,
                                      ProcessLauncher& launcher, Options options)
-    : clock_(clock), proc_fs_(proc_fs), launcher_(launcher), options_(std::move(options)) {}
+    : clock_(clock),
+      waiter_(clock),
+      proc_fs_(proc_fs),
+      launcher_(launcher),
+      options_(std::move(options)) {}
 
 std::string VirtiofsdSidecars::SocketPath(const std::string& vm_dir, const std::string& tag) {
   return vm_dir + "/virtiofs-" + tag + ".sock";
@@ -126,9 +119,9 @@ void VirtiofsdSidecars::Stop(const Sidecar& sidecar) {
   // was checked, so the signal cannot reach a newer owner of the pid.
   if (pidfd.ok() && pidfd->valid() && Confirmed(sidecar)) {
     (void)SignalPidFd(pidfd->get(), SIGTERM);
-    if (!WaitPidFd(pidfd->get(), options_.stop_timeout)) {
+    if (!waiter_.WaitReadable(pidfd->get(), clock_.MonotonicNow() + options_.stop_timeout)) {
       (void)SignalPidFd(pidfd->get(), SIGKILL);
-      WaitPidFd(pidfd->get(), options_.stop_timeout);
+      (void)waiter_.WaitReadable(pidfd->get(), clock_.MonotonicNow() + options_.stop_timeout);
     }
     launcher_.Reap(sidecar.pid);  // a child of this vmlet: collect it; else a no-op
   }
@@ -220,7 +213,7 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
     started.push_back(sidecar);
     if (api::Status s = Save(vm_dir, started); !s.ok()) return fail(s);
     while (!IsSocket(sidecar.socket)) {
-      const bool exited = !pidfd.ok() || !pidfd->valid() || WaitPidFd(pidfd->get(), {});
+      const bool exited = !pidfd.ok() || !pidfd->valid() || FdWaiter::IsReadable(pidfd->get());
       if (exited || clock_.MonotonicNow() >= deadline) {
         std::optional<ExitStatus> status = exited ? launcher_.Reap(*pid) : std::nullopt;
         const std::string last = LastLineOf(log);
@@ -230,7 +223,7 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
                     : std::string("did not create its socket in time")) +
             (last.empty() ? "" : ": " + last)));
       }
-      WaitPidFd(pidfd->get(), std::chrono::milliseconds(2));
+      (void)waiter_.WaitReadable(pidfd->get(), clock_.MonotonicNow() + std::chrono::milliseconds(2));
     }
     // The VMM user's virtiofsd made its socket with the umask it inherited
     // (077: 0700); a socket needs no execute bit.

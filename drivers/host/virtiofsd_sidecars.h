@@ -11,8 +11,9 @@
 #include "api/clock.h"
 #include "api/status.h"
 #include "api/vm_spec.h"
-#include "drivers/proc_fs.h"
+#include "drivers/host/fd_waiter.h"
 #include "drivers/host/process_launcher.h"
+#include "drivers/proc_fs.h"
 #include "drivers/host/vmm_user.h"
 
 namespace vmlet::drivers {
@@ -99,6 +100,7 @@ class VirtiofsdSidecars {
   void Stop(const Sidecar& sidecar);
 
   const api::Clock& clock_;
+  const FdWaiter waiter_;  // for the sidecars' pidfds
   const ProcFs& proc_fs_;
   ProcessLauncher& launcher_;
   const Options options_;

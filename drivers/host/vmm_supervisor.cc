@@ -1,6 +1,5 @@
 #include "drivers/host/vmm_supervisor.h"
 
-#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -30,6 +29,7 @@ constexpr milliseconds kCommandLineRecheck{2};
 VmmSupervisor::VmmSupervisor(api::Clock& clock, const ProcFs& proc_fs,
                              ProcessLauncher& launcher, Options options)
     : clock_(clock),
+      waiter_(clock),
       proc_fs_(proc_fs),
       launcher_(launcher),
       options_(std::move(options)),
@@ -261,25 +261,14 @@ api::StatusOr<std::optional<VmmHandle>> VmmSupervisor::Rediscover(
 }
 
 bool VmmSupervisor::WaitExit(int pidfd, Deadline deadline) const {
-  while (true) {
-    const auto left = std::chrono::ceil<milliseconds>(deadline - clock_.MonotonicNow());
-    pollfd pfd{.fd = pidfd, .events = POLLIN, .revents = 0};
-    const int n = ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
-    if (n > 0) return true;
-    if (n == 0 && left.count() <= 0) return false;
-    if (n < 0 && errno != EINTR) return false;
-  }
+  return waiter_.WaitReadable(pidfd, deadline);
 }
 
-bool VmmSupervisor::HasExited(int pidfd) {
-  pollfd pfd{.fd = pidfd, .events = POLLIN, .revents = 0};
-  return ::poll(&pfd, 1, 0) > 0;
-}
+bool VmmSupervisor::HasExited(int pidfd) { return FdWaiter::IsReadable(pidfd); }
 
 void VmmSupervisor::Nap(int pidfd, milliseconds timeout) {
   if (pidfd >= 0) {
-    pollfd pfd{.fd = pidfd, .events = POLLIN, .revents = 0};
-    ::poll(&pfd, 1, static_cast<int>(timeout.count()));
+    (void)waiter_.WaitReadable(pidfd, clock_.MonotonicNow() + timeout);
     return;
   }
   std::mutex mu;

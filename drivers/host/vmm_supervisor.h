@@ -14,6 +14,7 @@
 #include "api/vm_spec.h"
 #include "drivers/boot_refusal.h"
 #include "drivers/confirmed_vmm.h"
+#include "drivers/host/fd_waiter.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/ready_marker_watcher.h"
 #include "drivers/host/virtiofsd_sidecars.h"
@@ -165,6 +166,7 @@ class VmmSupervisor {
   api::StatusOr<BootResult> ExitedAtOnce(VmmProcess& vm, const std::string& vm_dir);
 
   api::Clock& clock_;  // non-const: Nap() waits on it
+  const FdWaiter waiter_;
   const ProcFs& proc_fs_;
   ProcessLauncher& launcher_;
   const Options options_;

@@ -172,7 +172,7 @@ std::string QemuDriver::ProbeAccel() {
   std::string verdict = "tcg";
   accel_reason_ = "KVM probe: QEMU did not come up";
   while (pidfd.ok() && pidfd->valid() && clock_.MonotonicNow() < deadline) {
-    api::StatusOr<QmpClientPtr> qmp = QmpClient::Connect(socket, deadline);
+    api::StatusOr<QmpClientPtr> qmp = QmpClient::Connect(socket, clock_, deadline);
     if (qmp.ok()) {
       api::StatusOr<nlohmann::json> status = (*qmp)->Execute("query-status", nullptr, deadline);
       if (status.ok() && status->value("status", "") == "prelaunch") {
@@ -261,7 +261,7 @@ api::StatusOr<nlohmann::json> QemuDriver::Qmp(Vm& vm, const VmmHandle& handle,
     }
   }
   api::StatusOr<QmpClientPtr> client =
-      QmpClient::Connect(handle.socket_path, deadline, [&vm](const nlohmann::json& event) {
+      QmpClient::Connect(handle.socket_path, clock_, deadline, [&vm](const nlohmann::json& event) {
         if (event.value("event", "") == "SHUTDOWN" && event.contains("data")) {
           vm.shutdown_reason = event["data"].value("reason", "");
         }

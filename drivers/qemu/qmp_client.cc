@@ -25,37 +25,13 @@ std::string ErrnoText(const char* what, int err) {
 
 bool IsClosedErrno(int err) { return err == ECONNRESET || err == EPIPE; }
 
-// Milliseconds to pass to poll() until `deadline`, rounded up so that a
-// sub-millisecond remainder still waits rather than spins; -1 if it passed.
-// The one read of the real clock outside RealClock, on purpose: poll() waits
-// in real time, and its deadline can only be measured on the clock it waits on
-// (steady_clock, the same one RealClock reads).
-int PollTimeoutMs(QmpClient::Deadline deadline) {
-  const auto left = deadline - std::chrono::steady_clock::now();
-  if (left <= std::chrono::steady_clock::duration::zero()) return -1;
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
-  return ms > 60'000 ? 60'000 : static_cast<int>(ms);  // re-checked on wakeup
-}
-
-// Waits until `fd` is ready for `events` or the deadline passes. Returns
-// true when ready (including error/hangup, which the next I/O call reports).
-api::StatusOr<bool> WaitReady(int fd, short events, QmpClient::Deadline deadline) {
-  for (;;) {
-    const int timeout_ms = PollTimeoutMs(deadline);
-    if (timeout_ms < 0) return false;
-    pollfd pfd{.fd = fd, .events = events, .revents = 0};
-    const int n = ::poll(&pfd, 1, timeout_ms);
-    if (n > 0) return true;
-    if (n < 0 && errno != EINTR) return api::Status::Internal(ErrnoText("poll", errno));
-  }
-}
-
 }  // namespace
 
-QmpClient::QmpClient(UniqueFd fd, EventHandler on_event)
-    : fd_(std::move(fd)), on_event_(std::move(on_event)) {}
+QmpClient::QmpClient(UniqueFd fd, const api::Clock& clock, EventHandler on_event)
+    : fd_(std::move(fd)), waiter_(clock), on_event_(std::move(on_event)) {}
 
 api::StatusOr<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& socket_path,
+                                                             const api::Clock& clock,
                                                              Deadline deadline,
                                                              EventHandler on_event) {
   sockaddr_un addr{};
@@ -66,7 +42,7 @@ api::StatusOr<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& 
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
 
   // Non-blocking, so that no read or write can outlast the deadline; every
-  // wait goes through poll().
+  // wait goes through the FdWaiter.
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd.valid()) return api::Status::Internal(ErrnoText("socket", errno));
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
@@ -82,7 +58,7 @@ api::StatusOr<std::unique_ptr<QmpClient>> QmpClient::Connect(const std::string& 
     return api::Status::Internal(ErrnoText(("connect " + socket_path).c_str(), err));
   }
 
-  std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd), std::move(on_event)));
+  std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd), clock, std::move(on_event)));
 
   std::string line;
   api::Status error;
@@ -209,7 +185,7 @@ QmpClient::ReadResult QmpClient::ReadLine(Deadline deadline, std::string* line,
       *error = api::Status::Internal(ErrnoText("recv", errno));
       return ReadResult::kError;
     }
-    api::StatusOr<bool> ready = WaitReady(fd_.get(), POLLIN, deadline);
+    api::StatusOr<bool> ready = waiter_.Wait(fd_.get(), POLLIN, deadline);
     if (!ready.ok()) {
       *error = ready.status();
       return ReadResult::kError;
@@ -235,7 +211,7 @@ api::Status QmpClient::WriteAll(const std::string& data, Deadline deadline) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
       return api::Status::Internal(ErrnoText("send", errno));
     }
-    api::StatusOr<bool> ready = WaitReady(fd_.get(), POLLOUT, deadline);
+    api::StatusOr<bool> ready = waiter_.Wait(fd_.get(), POLLOUT, deadline);
     if (!ready.ok()) return ready.status();
     if (!*ready)
       return api::Status::DeadlineExceeded("QMP socket not writable before the deadline");

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "api/clock.h"
 #include "api/status.h"
+#include "drivers/host/fd_waiter.h"
 #include "drivers/unique_fd.h"
 
 namespace vmlet::drivers {
@@ -23,21 +25,22 @@ namespace vmlet::drivers {
 // ("event" key) may arrive at any time, including between a command and its
 // reply.
 //
-// Every blocking step waits with poll() for at most the time left until the
-// caller's deadline; nothing blocks past it.
+// Every blocking step waits (FdWaiter) for at most the time the caller's
+// clock says is left until the deadline; nothing blocks past it.
 //
 // Thread-safety: none. A QmpClient has one owner, which runs one command at a
 // time; the event handler runs on the caller's thread, inside Execute().
 class QmpClient {
  public:
-  using Deadline = std::chrono::steady_clock::time_point;
+  using Deadline = api::Clock::MonotonicTime;
   // Called with each event object (the whole line: "event", "data",
   // "timestamp") as it is read. Must not call back into the client and must
   // not throw.
   using EventHandler = std::function<void(const nlohmann::json& event)>;
 
   // Connects to the QMP socket at `socket_path`, reads the greeting and
-  // completes the `qmp_capabilities` handshake, all before `deadline`.
+  // completes the `qmp_capabilities` handshake, all before `deadline` on
+  // `clock` (which must outlive the client).
   // Errors:
   //   Unavailable       the socket is missing or refuses connections (QEMU
   //                     not up yet, or gone), or the server closed the
@@ -51,7 +54,8 @@ class QmpClient {
   // `on_event`, if set, is called for every event read from now on (events
   // are also kept for TakeEvents()).
   [[nodiscard]] static api::StatusOr<std::unique_ptr<QmpClient>> Connect(
-      const std::string& socket_path, Deadline deadline, EventHandler on_event = nullptr);
+      const std::string& socket_path, const api::Clock& clock, Deadline deadline,
+      EventHandler on_event = nullptr);
 
   QmpClient(const QmpClient&) = delete;
   QmpClient& operator=(const QmpClient&) = delete;
@@ -93,7 +97,7 @@ class QmpClient {
   bool closed() const { return closed_; }
 
  private:
-  QmpClient(UniqueFd fd, EventHandler on_event);
+  QmpClient(UniqueFd fd, const api::Clock& clock, EventHandler on_event);
 
   // Outcome of waiting for the next complete line.
   enum class ReadResult { kLine, kClosed, kDeadline, kError };
@@ -105,6 +109,7 @@ class QmpClient {
   api::Status WriteAll(const std::string& data, Deadline deadline);
 
   UniqueFd fd_;
+  FdWaiter waiter_;
   EventHandler on_event_;
   std::string buffer_;  // bytes read but not yet split into lines
   std::vector<nlohmann::json> events_;

@@ -75,6 +75,7 @@
 
 #include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/process_launcher.h"
+#include "drivers/host/real_clock.h"
 #include "drivers/qemu/qmp_client.h"
 #include "tests/integration/vmlet_process.h"
 
@@ -253,7 +254,8 @@ void WaitUntil(DirWatch& watch, Steady::duration timeout, const std::string& wha
 // no one else (vmlet) is using the monitor: QEMU serves one client at a time.
 std::string QmpRunState(const std::string& socket) {
   const auto deadline = Steady::now() + seconds(10);
-  api::StatusOr<drivers::QmpClientPtr> qmp = drivers::QmpClient::Connect(socket, deadline);
+  const drivers::RealClock clock;
+  api::StatusOr<drivers::QmpClientPtr> qmp = drivers::QmpClient::Connect(socket, clock, deadline);
   if (!qmp.ok()) return "error: " + qmp.status().ToString();
   api::StatusOr<json> status = (*qmp)->Execute("query-status", nullptr, deadline);
   if (!status.ok()) return "error: " + status.status().ToString();
@@ -475,8 +477,9 @@ double RawBoot(drivers::ProcessLauncher& launcher, const Guest& guest, const std
   const double ms = Ms(*marker.seen() - spawned);
 
   const auto deadline = Steady::now() + seconds(10);
+  const drivers::RealClock clock;
   api::StatusOr<drivers::QmpClientPtr> qmp =
-      drivers::QmpClient::Connect(dir + "/qmp.sock", deadline);
+      drivers::QmpClient::Connect(dir + "/qmp.sock", clock, deadline);
   if (qmp.ok()) (void)(*qmp)->Execute("quit", nullptr, deadline);
   if (!qemu.WaitForExit(seconds(10))) {
     std::cerr << "vmlet_bench_qemu: raw QEMU did not quit over QMP; SIGKILL\n";

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "drivers/host/real_clock.h"
 #include "drivers/qemu/qmp_client.h"
 #include "tests/e2e/e2e_fixture.h"
 
@@ -37,8 +38,9 @@ class QemuBackend final : public VmmBackend {
   // QMP `query-status` on the VM's own socket.
   std::string RunState(const std::string& vm_dir) const override {
     const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+    const drivers::RealClock clock;
     api::StatusOr<drivers::QmpClientPtr> qmp =
-        drivers::QmpClient::Connect(vm_dir + "/qmp.sock", deadline);
+        drivers::QmpClient::Connect(vm_dir + "/qmp.sock", clock, deadline);
     if (!qmp.ok()) return "error: " + qmp.status().ToString();
     api::StatusOr<json> status = (*qmp)->Execute("query-status", nullptr, deadline);
     if (!status.ok()) return "error: " + status.status().ToString();

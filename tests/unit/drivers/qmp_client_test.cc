@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "drivers/host/real_clock.h"
 #include "drivers/unique_fd.h"
 
 extern char** environ;
@@ -205,11 +206,12 @@ class QmpClientTest : public ::testing::Test {
   }
 
   QmpClientPtr ConnectOrDie(QmpClient::EventHandler on_event = nullptr) {
-    api::StatusOr<QmpClientPtr> client = QmpClient::Connect(socket_path_, Soon(), on_event);
+    api::StatusOr<QmpClientPtr> client = QmpClient::Connect(socket_path_, clock_, Soon(), on_event);
     EXPECT_TRUE(client.ok()) << client.status();
     return client.ok() ? std::move(client).value() : nullptr;
   }
 
+  RealClock clock_;
   std::string tmp_;
   std::string socket_path_;
   FakeQmpServer server_;
@@ -419,7 +421,7 @@ TEST_F(QmpClientTest, ConnectWithoutGreetingFailsWithDeadlineExceeded) {
   server_.Start(socket_path_, [](FakeQmpPeer& peer) { EXPECT_TRUE(peer.WaitForClose()); });
 
   api::StatusOr<QmpClientPtr> client =
-      QmpClient::Connect(socket_path_, steady_clock::now() + std::chrono::milliseconds(200));
+      QmpClient::Connect(socket_path_, clock_, steady_clock::now() + std::chrono::milliseconds(200));
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), api::Status::Code::kDeadlineExceeded) << client.status();
 }
@@ -427,13 +429,13 @@ TEST_F(QmpClientTest, ConnectWithoutGreetingFailsWithDeadlineExceeded) {
 TEST_F(QmpClientTest, ConnectWithMalformedGreetingFailsWithInternal) {
   server_.Start(socket_path_, [](FakeQmpPeer& peer) { peer.Send("{\"hello\": 1}\r\n"); });
 
-  api::StatusOr<QmpClientPtr> client = QmpClient::Connect(socket_path_, Soon());
+  api::StatusOr<QmpClientPtr> client = QmpClient::Connect(socket_path_, clock_, Soon());
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), api::Status::Code::kInternal) << client.status();
 }
 
 TEST_F(QmpClientTest, ConnectToMissingSocketIsUnavailableAndRetryable) {
-  api::StatusOr<QmpClientPtr> client = QmpClient::Connect(tmp_ + "/absent.sock", Soon());
+  api::StatusOr<QmpClientPtr> client = QmpClient::Connect(tmp_ + "/absent.sock", clock_, Soon());
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), api::Status::Code::kUnavailable) << client.status();
   EXPECT_TRUE(client.status().IsRetryable());
@@ -543,6 +545,7 @@ class QmpClientQemuTest : public ::testing::Test {
 
   std::string QemuLog() { return ReadFile(tmp_ + "/qemu.log"); }
 
+  RealClock clock_;
   std::string tmp_;
   pid_t qemu_pid_ = -1;  // spawned and not yet reaped
 };
@@ -578,7 +581,7 @@ TEST_F(QmpClientQemuTest, DrivesARealQemuThroughStopContAndQuit) {
   const auto deadline = steady_clock::now() + kQemuDeadline;
   api::StatusOr<QmpClientPtr> connected = api::Status::Unavailable("not tried");
   while (steady_clock::now() < deadline) {
-    connected = QmpClient::Connect(sock, deadline);
+    connected = QmpClient::Connect(sock, clock_, deadline);
     if (connected.ok() || !connected.status().IsRetryable()) break;
     int status = 0;
     if (::waitpid(qemu_pid_, &status, WNOHANG) == qemu_pid_) {
