@@ -4,10 +4,11 @@
 
 namespace vmlet::manifests::internal {
 
-// The fields of each mapping a manifest holds, in the order the
-// documentation lists them: the parser accepts exactly these (anything else
-// is an unknown field) and ManifestFieldPaths() lists them. A new field or
-// section is added here and read in SpecDocumentParser.
+// The fields of each mapping a manifest holds: the parser accepts exactly
+// these (anything else is an unknown field, with a "did you mean" among
+// them), and ManifestFieldPaths() lists them in this order for the test that
+// checks docs/manifests.md. A new field or section is added here and read in
+// SpecDocumentParser.
 inline constexpr std::string_view kTopFields[] = {"apiVersion", "kind", "metadata", "spec"};
 inline constexpr std::string_view kMetadataFields[] = {"name", "namespace", "labels"};
 inline constexpr std::string_view kSpecFields[] = {
