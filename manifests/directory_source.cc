@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <utility>
 
 #include "manifests/manifest_files.h"
@@ -60,6 +61,112 @@ SnapshotDiff DiffAndShare(const Snapshot& before, Snapshot& after) {
     if (!after.vms.contains(key)) diff.removed.push_back(key);
   }
   return diff;
+}
+
+// What one Rescan() found, gathered step by step.
+struct ScanFindings {
+  // Every error found, in the order found.
+  std::vector<ManifestError> errors;
+  // Every valid VM of every file, duplicates included.
+  std::vector<std::shared_ptr<const DesiredVm>> candidates;
+  // The files that were read (with or without errors).
+  std::set<std::string> read_files;
+  // Files whose contents are unknown now (listed but unreadable, or under an
+  // unreadable directory): their VMs stay as they were.
+  std::map<std::string, ManifestError> unknown_files;
+  // Files that were read and have errors: their first error.
+  std::map<std::string, ManifestError> broken_files;
+
+  void AddUnreadableFile(const std::string& path, std::string reason) {
+    errors.push_back(FileError(path, std::move(reason)));
+    unknown_files.emplace(path, errors.back());
+  }
+
+  void AddReadFile(const std::string& path,
+                   const std::vector<std::shared_ptr<const DesiredVm>>& vms,
+                   const std::vector<ManifestError>& file_errors) {
+    candidates.insert(candidates.end(), vms.begin(), vms.end());
+    errors.insert(errors.end(), file_errors.begin(), file_errors.end());
+    if (!file_errors.empty()) broken_files.emplace(path, file_errors.front());
+    read_files.insert(path);
+  }
+};
+
+// A previous VM whose file was not read because it is under a directory
+// that could not be read has an unknown file too; every VM of an unknown
+// file stays a candidate, as it was.
+void KeepVmsOfUnknownFiles(const FileListing& listing, const Snapshot& previous,
+                           ScanFindings& found) {
+  for (const auto& [key, vm] : previous.vms) {
+    const std::string& file = vm->source.file;
+    if (found.read_files.contains(file) || found.unknown_files.contains(file)) continue;
+    for (const std::string& dir : listing.unreadable_dirs) {
+      if (IsUnder(file, dir)) {
+        found.unknown_files.emplace(file, DirectoryError(listing, dir));
+        break;
+      }
+    }
+  }
+  for (const auto& [key, vm] : previous.vms) {
+    if (found.unknown_files.contains(vm->source.file)) found.candidates.push_back(vm);
+  }
+}
+
+// Rejects every copy of a VM defined more than once, appending the errors
+// that say so; returns how many candidates define each VM.
+std::map<api::VmKey, int> RejectDuplicates(ScanFindings& found) {
+  // RemoveDuplicateVms writes the errors; only the few duplicated VMs are
+  // handed to it.
+  std::map<api::VmKey, int> copies;
+  for (const auto& vm : found.candidates) ++copies[vm->spec.key()];
+  std::vector<ManifestVm> duplicates;
+  for (const auto& vm : found.candidates) {
+    if (copies[vm->spec.key()] > 1) duplicates.push_back({vm->spec, vm->source});
+  }
+  if (!duplicates.empty()) {
+    std::vector<ManifestError> duplicate_errors = RemoveDuplicateVms(duplicates);
+    found.errors.insert(found.errors.end(), duplicate_errors.begin(), duplicate_errors.end());
+  }
+  return copies;
+}
+
+// The first error naming each VM.
+std::map<api::VmKey, ManifestError> ErrorsByVm(const std::vector<ManifestError>& errors) {
+  std::map<api::VmKey, ManifestError> invalid;
+  for (const ManifestError& error : errors) {
+    if (error.key) invalid.emplace(*error.key, error);
+  }
+  return invalid;
+}
+
+// The candidates defined once; a VM of an unknown file is also marked
+// invalid (with its file's error) unless an error names it already.
+std::shared_ptr<Snapshot> NextSnapshot(const ScanFindings& found,
+                                       const std::map<api::VmKey, int>& copies,
+                                       std::map<api::VmKey, ManifestError>& invalid) {
+  auto next = std::make_shared<Snapshot>();
+  for (const auto& vm : found.candidates) {
+    const api::VmKey key = vm->spec.key();
+    if (copies.at(key) > 1) continue;  // in `invalid` through its duplicate error
+    if (found.unknown_files.contains(vm->source.file)) {
+      invalid.emplace(key, found.unknown_files.at(vm->source.file));
+    }
+    next->vms.emplace(key, vm);
+  }
+  return next;
+}
+
+// Last known good: a VM that left the snapshot keeps its previous spec when
+// an error names it or its file is broken (it may be the broken document).
+void KeepLastKnownGood(const Snapshot& previous,
+                       const std::map<std::string, ManifestError>& broken_files,
+                       std::map<api::VmKey, ManifestError>& invalid, Snapshot& next) {
+  for (const auto& [key, vm] : previous.vms) {
+    if (next.vms.contains(key)) continue;
+    const auto broken = broken_files.find(vm->source.file);
+    if (broken != broken_files.end()) invalid.emplace(key, broken->second);
+    if (invalid.contains(key)) next.vms.emplace(key, vm);
+  }
 }
 
 }  // namespace
@@ -130,16 +237,9 @@ SourceUpdate ManifestDirectory::Rescan() {
     return update;
   }
 
-  std::vector<ManifestError> errors = listing->errors;
+  ScanFindings found;
+  found.errors = listing->errors;
   std::map<std::string, ParsedFile> files;
-  // Every valid VM of every file, duplicates included.
-  std::vector<std::shared_ptr<const DesiredVm>> candidates;
-  // Files whose contents are unknown now (listed but unreadable, or under an
-  // unreadable directory): their VMs stay as they were.
-  std::map<std::string, ManifestError> unknown_files;
-  // Files that were read and have errors: their first error.
-  std::map<std::string, ManifestError> broken_files;
-
   for (const std::string& path : listing->files) {
     if (files.contains(path)) continue;
     api::StatusOr<ParsedFile> parsed = Parse(path, *previous);
@@ -147,76 +247,28 @@ SourceUpdate ManifestDirectory::Rescan() {
     // gone, like a file the listing did not show, not a broken manifest.
     if (!parsed.ok() && parsed.status().IsNotFound()) continue;
     if (!parsed.ok()) {
-      errors.push_back(FileError(path, parsed.status().message()));
-      unknown_files.emplace(path, errors.back());
+      found.AddUnreadableFile(path, parsed.status().message());
       continue;
     }
-    candidates.insert(candidates.end(), parsed->vms.begin(), parsed->vms.end());
-    errors.insert(errors.end(), parsed->errors.begin(), parsed->errors.end());
-    if (!parsed->errors.empty()) broken_files.emplace(path, parsed->errors.front());
+    found.AddReadFile(path, parsed->vms, parsed->errors);
     files.emplace(path, std::move(parsed).value());
   }
-
-  for (const auto& [key, vm] : previous->vms) {
-    const std::string& file = vm->source.file;
-    if (files.contains(file) || unknown_files.contains(file)) continue;
-    for (const std::string& dir : listing->unreadable_dirs) {
-      if (IsUnder(file, dir)) {
-        unknown_files.emplace(file, DirectoryError(*listing, dir));
-        break;
-      }
-    }
-  }
-  for (const auto& [key, vm] : previous->vms) {
-    if (unknown_files.contains(vm->source.file)) candidates.push_back(vm);
-  }
-
-  // Reject every copy of a VM defined more than once. RemoveDuplicateVms
-  // writes the errors; only the few duplicated VMs are handed to it.
-  std::map<api::VmKey, int> copies;
-  for (const auto& vm : candidates) ++copies[vm->spec.key()];
-  std::vector<ManifestVm> duplicates;
-  for (const auto& vm : candidates) {
-    if (copies[vm->spec.key()] > 1) duplicates.push_back({vm->spec, vm->source});
-  }
-  if (!duplicates.empty()) {
-    std::vector<ManifestError> duplicate_errors = RemoveDuplicateVms(duplicates);
-    errors.insert(errors.end(), duplicate_errors.begin(), duplicate_errors.end());
-  }
-
-  std::map<api::VmKey, ManifestError> invalid;
-  for (const ManifestError& error : errors) {
-    if (error.key) invalid.emplace(*error.key, error);
-  }
-
-  auto next = std::make_shared<Snapshot>();
-  for (const auto& vm : candidates) {
-    const api::VmKey key = vm->spec.key();
-    if (copies[key] > 1) continue;  // in `invalid` through its duplicate error
-    if (unknown_files.contains(vm->source.file)) {
-      invalid.emplace(key, unknown_files.at(vm->source.file));
-    }
-    next->vms.emplace(key, vm);
-  }
-  // Last known good: a VM that left the snapshot keeps its previous spec when
-  // an error names it or its file is broken (it may be the broken document).
-  for (const auto& [key, vm] : previous->vms) {
-    if (next->vms.contains(key)) continue;
-    const auto broken = broken_files.find(vm->source.file);
-    if (broken != broken_files.end()) invalid.emplace(key, broken->second);
-    if (invalid.contains(key)) next->vms.emplace(key, vm);
-  }
+  KeepVmsOfUnknownFiles(*listing, *previous, found);
+  const std::map<api::VmKey, int> copies = RejectDuplicates(found);
+  std::map<api::VmKey, ManifestError> invalid = ErrorsByVm(found.errors);
+  std::shared_ptr<Snapshot> next = NextSnapshot(found, copies, invalid);
+  KeepLastKnownGood(*previous, found.broken_files, invalid, *next);
 
   update.diff = DiffAndShare(*previous, *next);
   files_ = std::move(files);
-  last_errors_ = errors;
+  last_errors_ = found.errors;
   last_invalid_ = invalid;
   {
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_ = next;
   }
   update.snapshot = std::move(next);
-  update.errors = std::move(errors);
+  update.errors = std::move(found.errors);
   update.invalid = std::move(invalid);
   return update;
 }
