@@ -63,7 +63,7 @@ class BootResult {
 class VmmExit {
  public:
   VmmExit(api::VmState state) : state_(std::move(state)) {}  // NOLINT: implicit by design
-  VmmExit(BootRefusal refusal)                                 // NOLINT: implicit by design
+  VmmExit(BootRefusal refusal)                               // NOLINT: implicit by design
       : state_(api::VmState::Starting()), refusal_(std::move(refusal)) {}
 
   const api::VmState& state() const { return state_; }
@@ -119,7 +119,7 @@ class VmDriver {
   // another process holds locked, an image the VMM's user cannot open) is a
   // BootResult::Refused, not an error; nothing of it is left running.
   virtual api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                        Deadline deadline) = 0;
+                                         Deadline deadline) = 0;
 
   // The state of a live VMM: Starting, Running, Ready{ip} or Paused.
   virtual api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) = 0;

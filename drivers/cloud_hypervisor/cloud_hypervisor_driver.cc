@@ -3,8 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -62,8 +62,8 @@ CloudHypervisorDriver::CloudHypervisorDriver(api::Clock& clock, const ProcFs& pr
       proc_fs_(proc_fs),
       options_(std::move(options)),
       supervisor_(clock, proc_fs, launcher,
-                  VmmSupervisor::Options::Of("cloud-hypervisor",
-                                             options_.cloud_hypervisor_binary, options_)) {}
+                  VmmSupervisor::Options::Of("cloud-hypervisor", options_.cloud_hypervisor_binary,
+                                             options_)) {}
 
 CloudHypervisorDriver::~CloudHypervisorDriver() { Stop(); }
 

@@ -11,11 +11,11 @@
 #include "api/clock.h"
 #include "drivers/cloud_hypervisor/ch_api_client.h"
 #include "drivers/cloud_hypervisor/ch_api_transport.h"
-#include "drivers/proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/vmm_supervisor.h"
 #include "drivers/host/vmm_table.h"
 #include "drivers/host/vmm_user.h"
+#include "drivers/proc_fs.h"
 #include "drivers/vm_driver.h"
 
 namespace vmlet::drivers {
@@ -111,7 +111,7 @@ class CloudHypervisorDriver final : public VmDriver {
   std::string_view name() const override { return "cloud-hypervisor"; }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
   api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                Deadline deadline) override;
+                                 Deadline deadline) override;
   api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;

@@ -77,58 +77,63 @@ int64_t FakeVmDriver::NowNs() const {
 api::Status FakeVmDriver::Load() {
   std::lock_guard lock(mu_);
   std::ifstream in(options_.state_file);
-  for (std::string line; std::getline(in, line);) {
-    json op = json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!op.is_object() || !op.contains("op")) continue;  // a torn last line
-    try {
-      const std::string kind = op.at("op");
-      if (kind == "count") {
-        boots_[{op.at("ns"), op.at("name")}] = op.at("boots");
-        continue;
-      }
-      const std::string dir = op.at("dir");
-      if (kind == "boot") {
-        Vm vm;
-        vm.key = {op.at("ns"), op.at("name")};
-        vm.pid = op.at("pid");
-        vm.start_time_ticks = op.at("start");
-        vm.booted_at_ns = op.at("at");
-        vm.ip = op.at("ip");
-        if (op.contains("paused")) {
-          vm.paused = op.at("paused");
-          vm.paused_at_ns = op.at("pausedAt");
-        }
-        vm.paused_total_ns = op.value("pausedTotal", int64_t{0});
-        if (op.contains("shutdownAt")) vm.shutdown_at_ns = op.at("shutdownAt").get<int64_t>();
-        if (op.contains("exit")) vm.exit_reason = op.at("exit").get<std::string>();
-        if (!op.value("replayed", false)) ++boots_[vm.key];
-        by_pid_[vm.pid] = dir;
-        next_pid_ = std::max(next_pid_, vm.pid + 1);
-        vms_[dir] = std::move(vm);
-        continue;
-      }
-      Vm* vm = Find(dir);
-      if (vm == nullptr) continue;
-      if (kind == "pause") {
-        vm->paused = true;
-        vm->paused_at_ns = op.at("at");
-      } else if (kind == "resume") {
-        vm->paused = false;
-        vm->paused_total_ns += op.at("at").get<int64_t>() - vm->paused_at_ns;
-      } else if (kind == "shutdown") {
-        vm->shutdown_at_ns = op.at("at").get<int64_t>();
-      } else if (kind == "exit") {
-        vm->exit_reason = op.at("reason").get<std::string>();
-      } else if (kind == "cleanup") {
-        by_pid_.erase(vm->pid);
-        vms_.erase(dir);
-      }
-    } catch (const json::exception&) {
-      continue;  // a line from a future version, or damaged: skip it
-    }
-  }
+  for (std::string line; std::getline(in, line);) ReplayLocked(line);
+  return CompactLocked();
+}
 
-  // Compact: the boot counts, then one line per VM that still exists.
+void FakeVmDriver::ReplayLocked(const std::string& line) {
+  json op = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!op.is_object() || !op.contains("op")) return;  // a torn last line
+  try {
+    const std::string kind = op.at("op");
+    if (kind == "count") {
+      boots_[{op.at("ns"), op.at("name")}] = op.at("boots");
+      return;
+    }
+    const std::string dir = op.at("dir");
+    if (kind == "boot") {
+      Vm vm;
+      vm.key = {op.at("ns"), op.at("name")};
+      vm.pid = op.at("pid");
+      vm.start_time_ticks = op.at("start");
+      vm.booted_at_ns = op.at("at");
+      vm.ip = op.at("ip");
+      if (op.contains("paused")) {
+        vm.paused = op.at("paused");
+        vm.paused_at_ns = op.at("pausedAt");
+      }
+      vm.paused_total_ns = op.value("pausedTotal", int64_t{0});
+      if (op.contains("shutdownAt")) vm.shutdown_at_ns = op.at("shutdownAt").get<int64_t>();
+      if (op.contains("exit")) vm.exit_reason = op.at("exit").get<std::string>();
+      if (!op.value("replayed", false)) ++boots_[vm.key];
+      by_pid_[vm.pid] = dir;
+      next_pid_ = std::max(next_pid_, vm.pid + 1);
+      vms_[dir] = std::move(vm);
+      return;
+    }
+    Vm* vm = Find(dir);
+    if (vm == nullptr) return;
+    if (kind == "pause") {
+      vm->paused = true;
+      vm->paused_at_ns = op.at("at");
+    } else if (kind == "resume") {
+      vm->paused = false;
+      vm->paused_total_ns += op.at("at").get<int64_t>() - vm->paused_at_ns;
+    } else if (kind == "shutdown") {
+      vm->shutdown_at_ns = op.at("at").get<int64_t>();
+    } else if (kind == "exit") {
+      vm->exit_reason = op.at("reason").get<std::string>();
+    } else if (kind == "cleanup") {
+      by_pid_.erase(vm->pid);
+      vms_.erase(dir);
+    }
+  } catch (const json::exception&) {
+    return;  // a line from a future version, or damaged: skip it
+  }
+}
+
+api::Status FakeVmDriver::CompactLocked() {
+  // The boot counts, then one line per VM that still exists.
   const std::string temp = options_.state_file + ".tmp";
   {
     std::ofstream out(temp, std::ios::trunc);

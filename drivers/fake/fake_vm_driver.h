@@ -74,7 +74,7 @@ class FakeVmDriver final : public VmDriver {
   std::string_view name() const override { return "fake"; }
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override;
   api::StatusOr<BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                Deadline deadline) override;
+                                 Deadline deadline) override;
   api::StatusOr<Observation> Observe(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Pause(const ConfirmedVmm& vmm, Deadline deadline) override;
   api::Status Resume(const ConfirmedVmm& vmm, Deadline deadline) override;
@@ -105,6 +105,10 @@ class FakeVmDriver final : public VmDriver {
   void Advance(const std::string& dir, Vm& vm);
   Vm* Find(const std::string& dir);             // requires mu_
   api::Status Append(const std::string& line);  // requires mu_
+  // Load(): applies one line of the state file (skipping a torn or unknown
+  // one), then rewrites the file with one line per live VM. Require mu_.
+  void ReplayLocked(const std::string& line);
+  api::Status CompactLocked();
 
   const api::Clock& clock_;
   const Options options_;

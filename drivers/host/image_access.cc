@@ -49,7 +49,7 @@ int AccessErrno(const std::string& path, int mode, const std::optional<VmmCreden
 }
 
 std::optional<BootRefusal> CheckImagesReadable(const api::VmSpec& spec,
-                                const std::optional<VmmCredentials>& as) {
+                                               const std::optional<VmmCredentials>& as) {
   const Image images[] = {
       {"kernel", spec.kernel, R_OK},
       {"initramfs", spec.initramfs, R_OK},

@@ -29,6 +29,6 @@ int AccessErrno(const std::string& path, int mode, const std::optional<VmmCreden
 // (kImageNotReadable) naming the first file that fails, and why; nothing
 // when all can be opened.
 std::optional<BootRefusal> CheckImagesReadable(const api::VmSpec& spec,
-                                const std::optional<VmmCredentials>& as);
+                                               const std::optional<VmmCredentials>& as);
 
 }  // namespace vmlet::drivers

@@ -137,6 +137,60 @@ api::Status VirtiofsdSidecars::StopAll(const std::string& vm_dir) {
   return api::Status::Ok();
 }
 
+api::StatusOr<std::vector<std::string>> VirtiofsdSidecars::CommandLine(
+    const api::SharedDir& dir, const std::string& vm_dir, const std::string& socket) const {
+  if (!options_.run_as && dir.read_only) {
+    return std::vector<std::string>{
+        options_.unshare_binary,
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        "mount --bind -o ro -- \"$1\" \"$1\" && exec \"$0\" --socket-path=\"$2\" "
+        "-o source=\"$1\" -o sandbox=chroot -o cache=auto",
+        options_.virtiofsd_binary,
+        dir.host_path,
+        socket};
+  }
+  if (!options_.run_as) {
+    return std::vector<std::string>{options_.virtiofsd_binary,
+                                    "--socket-path=" + socket,
+                                    "-o",
+                                    "source=" + dir.host_path,
+                                    "-o",
+                                    "cache=auto"};
+  }
+  const std::string run_dir = vm_dir + "/virtiofsd-run";
+  if (::mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return api::Status::Internal("cannot create " + run_dir + ": " + std::strerror(errno));
+  }
+  if (::chown(run_dir.c_str(), options_.run_as->uid, options_.run_as->gid) != 0) {
+    return api::Status::Internal("cannot give " + run_dir + " to user " + options_.run_as->user +
+                                 ": " + std::strerror(errno));
+  }
+  // The mount point of the pid file directory must exist; virtiofsd
+  // running as root elsewhere makes it too.
+  if (::mkdir(kPidFileDir, 0700) != 0 && errno != EEXIST) {
+    return api::Status::Internal(std::string("cannot create ") + kPidFileDir + ": " +
+                                 std::strerror(errno));
+  }
+  // Without supplementary groups: in a user namespace virtiofsd could
+  // not drop them (setgroups is denied there), and it would exit.
+  std::vector<std::string> argv =
+      RunAsPrefix(*options_.run_as, options_.setpriv_binary, /*with_groups=*/false);
+  argv.insert(
+      argv.end(),
+      {options_.unshare_binary, "--user", "--map-root-user", "--mount", "--propagation", "private",
+       "--", "/bin/sh", "-c",
+       std::string("mount --bind -- \"$3\" ") + kPidFileDir + " && " +
+           (dir.read_only ? "mount --bind -o ro -- \"$1\" \"$1\" && " : "") +
+           "exec \"$0\" --socket-path=\"$2\" -o source=\"$1\" -o sandbox=chroot -o cache=auto",
+       options_.virtiofsd_binary, dir.host_path, socket, run_dir});
+  return argv;
+}
+
 api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
     const std::vector<api::SharedDir>& dirs, const std::string& vm_dir,
     api::Clock::MonotonicTime deadline) {
@@ -153,56 +207,11 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
     sidecar.socket = SocketPath(vm_dir, dir.tag);
     ::unlink(sidecar.socket.c_str());
     const std::string log = vm_dir + "/virtiofsd-" + dir.tag + ".log";
+    api::StatusOr<std::vector<std::string>> argv = CommandLine(dir, vm_dir, sidecar.socket);
+    if (!argv.ok()) return fail(argv.status());
     SpawnRequest request;
+    request.argv = std::move(argv).value();
     request.output_path = log;
-    if (options_.run_as) {
-      const std::string run_dir = vm_dir + "/virtiofsd-run";
-      if (::mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        return fail(api::Status::Internal("cannot create " + run_dir + ": " + std::strerror(errno)));
-      }
-      if (::chown(run_dir.c_str(), options_.run_as->uid, options_.run_as->gid) != 0) {
-        return fail(api::Status::Internal("cannot give " + run_dir + " to user " +
-                                          options_.run_as->user + ": " + std::strerror(errno)));
-      }
-      // The mount point of the pid file directory must exist; virtiofsd
-      // running as root elsewhere makes it too.
-      if (::mkdir(kPidFileDir, 0700) != 0 && errno != EEXIST) {
-        return fail(
-            api::Status::Internal(std::string("cannot create ") + kPidFileDir + ": " +
-                                  std::strerror(errno)));
-      }
-      // Without supplementary groups: in a user namespace virtiofsd could
-      // not drop them (setgroups is denied there), and it would exit.
-      request.argv = RunAsPrefix(*options_.run_as, options_.setpriv_binary, /*with_groups=*/false);
-      request.argv.insert(
-          request.argv.end(),
-          {options_.unshare_binary, "--user", "--map-root-user", "--mount", "--propagation",
-           "private", "--", "/bin/sh", "-c",
-           std::string("mount --bind -- \"$3\" ") + kPidFileDir + " && " +
-               (dir.read_only ? "mount --bind -o ro -- \"$1\" \"$1\" && " : "") +
-               "exec \"$0\" --socket-path=\"$2\" -o source=\"$1\" -o sandbox=chroot -o cache=auto",
-           options_.virtiofsd_binary, dir.host_path, sidecar.socket, run_dir});
-    } else if (dir.read_only) {
-      request.argv = {options_.unshare_binary,
-                      "--mount",
-                      "--propagation",
-                      "private",
-                      "--",
-                      "/bin/sh",
-                      "-c",
-                      "mount --bind -o ro -- \"$1\" \"$1\" && exec \"$0\" --socket-path=\"$2\" "
-                      "-o source=\"$1\" -o sandbox=chroot -o cache=auto",
-                      options_.virtiofsd_binary,
-                      dir.host_path,
-                      sidecar.socket};
-    } else {
-      request.argv = {options_.virtiofsd_binary,
-                      "--socket-path=" + sidecar.socket,
-                      "-o",
-                      "source=" + dir.host_path,
-                      "-o",
-                      "cache=auto"};
-    }
     api::StatusOr<pid_t> pid = launcher_.Spawn(request);
     if (!pid.ok()) return fail(pid.status().WithContext("virtiofsd for sharedDir " + dir.tag));
     sidecar.pid = *pid;
@@ -223,7 +232,8 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
                     : std::string("did not create its socket in time")) +
             (last.empty() ? "" : ": " + last)));
       }
-      (void)waiter_.WaitReadable(pidfd->get(), clock_.MonotonicNow() + std::chrono::milliseconds(2));
+      (void)waiter_.WaitReadable(pidfd->get(),
+                                 clock_.MonotonicNow() + std::chrono::milliseconds(2));
     }
     // The VMM user's virtiofsd made its socket with the umask it inherited
     // (077: 0700); a socket needs no execute bit.

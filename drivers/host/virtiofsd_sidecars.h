@@ -13,8 +13,8 @@
 #include "api/vm_spec.h"
 #include "drivers/host/fd_waiter.h"
 #include "drivers/host/process_launcher.h"
-#include "drivers/proc_fs.h"
 #include "drivers/host/vmm_user.h"
+#include "drivers/proc_fs.h"
 
 namespace vmlet::drivers {
 
@@ -98,6 +98,11 @@ class VirtiofsdSidecars {
   api::Status Save(const std::string& vm_dir, const std::vector<Sidecar>& sidecars) const;
   bool Confirmed(const Sidecar& sidecar) const;
   void Stop(const Sidecar& sidecar);
+  // The argv that starts virtiofsd for `dir` on `socket` (for run_as, in a
+  // user namespace of its own, with its run directory under vm_dir made).
+  api::StatusOr<std::vector<std::string>> CommandLine(const api::SharedDir& dir,
+                                                      const std::string& vm_dir,
+                                                      const std::string& socket) const;
 
   const api::Clock& clock_;
   const FdWaiter waiter_;  // for the sidecars' pidfds

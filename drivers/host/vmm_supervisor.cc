@@ -26,8 +26,8 @@ constexpr milliseconds kCommandLineRecheck{2};
 
 }  // namespace
 
-VmmSupervisor::VmmSupervisor(api::Clock& clock, const ProcFs& proc_fs,
-                             ProcessLauncher& launcher, Options options)
+VmmSupervisor::VmmSupervisor(api::Clock& clock, const ProcFs& proc_fs, ProcessLauncher& launcher,
+                             Options options)
     : clock_(clock),
       waiter_(clock),
       proc_fs_(proc_fs),
@@ -77,9 +77,8 @@ std::vector<api::FieldError> VmmSupervisor::CheckCommonSpec(const api::VmSpec& s
 }
 
 api::StatusOr<std::optional<BootRefusal>> VmmSupervisor::PrepareBoot(
-    const api::VmSpec& spec, const std::string& vm_dir,
-    const std::vector<std::string>& more_files, const std::string& socket_path,
-    Deadline deadline) {
+    const api::VmSpec& spec, const std::string& vm_dir, const std::vector<std::string>& more_files,
+    const std::string& socket_path, Deadline deadline) {
   // An image the VMM could not open would fail every boot alike: say which,
   // before launching anything.
   if (std::optional<BootRefusal> refused = CheckImagesReadable(spec, options_.vmm_user)) {
@@ -107,11 +106,12 @@ api::StatusOr<std::optional<BootRefusal>> VmmSupervisor::PrepareBoot(
 
 api::StatusOr<BootResult> VmmSupervisor::Launch(VmmProcess& vm, std::vector<std::string> argv,
                                                 const std::string& vm_dir,
-                                                const std::string& socket_path,
-                                                Deadline deadline, UniqueFd* pidfd) {
+                                                const std::string& socket_path, Deadline deadline,
+                                                UniqueFd* pidfd) {
   api::StatusOr<std::string> boot_id = proc_fs_.BootId();
-  api::StatusOr<pid_t> pid = boot_id.status();
-  if (boot_id.ok()) pid = launcher_.Spawn({std::move(argv), VmmFiles(vm_dir).vmm_log(), true});
+  api::StatusOr<pid_t> pid =
+      boot_id.ok() ? launcher_.Spawn({std::move(argv), VmmFiles(vm_dir).vmm_log(), true})
+                   : api::StatusOr<pid_t>(boot_id.status());
   if (!pid.ok()) {
     watcher_.Unwatch(vm_dir);
     (void)sidecars_.StopAll(vm_dir);
@@ -134,7 +134,10 @@ api::StatusOr<BootResult> VmmSupervisor::Launch(VmmProcess& vm, std::vector<std:
     }
     const bool exited = (info.ok() && info->state == 'Z') || info.status().IsNotFound() ||
                         (pidfd->valid() && HasExited(pidfd->get()));
-    if (exited) return ExitedAtOnce(vm, vm_dir);
+    if (exited) {
+      (void)RemoveFile(socket_path);
+      return ExitedAtOnce(vm, vm_dir);
+    }
     if (clock_.MonotonicNow() >= deadline) {
       // No handle is returned, so nothing would ever look after this VMM:
       // it must not outlive the failed boot.
@@ -143,10 +146,10 @@ api::StatusOr<BootResult> VmmSupervisor::Launch(VmmProcess& vm, std::vector<std:
       return api::Status::DeadlineExceeded(options_.driver + " pid " + std::to_string(*pid) +
                                            " did not show its command line in time; killed");
     }
-    if (pidfd->valid()) (void)WaitExit(pidfd->get(), clock_.MonotonicNow() + kCommandLineRecheck);
+    Nap(pidfd->get(), kCommandLineRecheck);
   }
-  return BootResult::Launched(VmmHandle{
-      options_.driver, {*pid, vm.start_time_ticks}, *boot_id, vm_dir, socket_path});
+  return BootResult::Launched(
+      VmmHandle{options_.driver, {*pid, vm.start_time_ticks}, *boot_id, vm_dir, socket_path});
 }
 
 api::StatusOr<BootResult> VmmSupervisor::ExitedAtOnce(VmmProcess& vm, const std::string& vm_dir) {
@@ -202,7 +205,8 @@ api::Status VmmSupervisor::Kill(const ConfirmedVmm& vmm, Deadline deadline,
                                 const std::function<std::optional<Deadline>()>& stop) {
   if (vmm.pidfd() < 0) return api::Status::FailedPrecondition("no pidfd for " + options_.driver);
   if (HasExited(vmm.pidfd())) return api::Status::Ok();
-  if (std::optional<Deadline> stopped_by = stop(); stopped_by && WaitExit(vmm.pidfd(), *stopped_by)) {
+  if (std::optional<Deadline> stopped_by = stop();
+      stopped_by && WaitExit(vmm.pidfd(), *stopped_by)) {
     return api::Status::Ok();
   }
   api::Status s = SignalPidFd(vmm.pidfd(), SIGKILL);
@@ -253,11 +257,8 @@ api::StatusOr<std::optional<VmmHandle>> VmmSupervisor::Rediscover(
   }
   api::StatusOr<std::string> boot_id = proc_fs_.BootId();
   if (!boot_id.ok()) return boot_id.status();
-  return std::optional<VmmHandle>(VmmHandle{options_.driver,
-                                            {found[0].pid, found[0].start_time_ticks},
-                                            *boot_id,
-                                            vm_dir,
-                                            socket_path});
+  return std::optional<VmmHandle>(VmmHandle{
+      options_.driver, {found[0].pid, found[0].start_time_ticks}, *boot_id, vm_dir, socket_path});
 }
 
 bool VmmSupervisor::WaitExit(int pidfd, Deadline deadline) const {

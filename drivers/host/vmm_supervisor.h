@@ -108,8 +108,8 @@ class VmmSupervisor {
   // REQUIRES: PrepareBoot() succeeded for vm_dir.
   [[nodiscard]] api::StatusOr<BootResult> Launch(VmmProcess& vm, std::vector<std::string> argv,
                                                  const std::string& vm_dir,
-                                                 const std::string& socket_path,
-                                                 Deadline deadline, UniqueFd* pidfd);
+                                                 const std::string& socket_path, Deadline deadline,
+                                                 UniqueFd* pidfd);
 
   // A launched VMM whose boot failed after Launch(): SIGKILL (through
   // `pidfd` when valid), a bounded wait, the reap; then the sidecars are

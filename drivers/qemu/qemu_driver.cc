@@ -79,8 +79,8 @@ std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::str
                            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                            // seccomp: no obsolete system calls, no set*id, no fork/exec,
                            // no scheduler or priority changes.
-                           "-sandbox", kSandbox, "-qmp", QmpArg(vm_dir),
-                           "-serial", "file:" + Escape(serial), "-kernel", spec.kernel});
+                           "-sandbox", kSandbox, "-qmp", QmpArg(vm_dir), "-serial",
+                           "file:" + Escape(serial), "-kernel", spec.kernel});
   if (spec.initramfs) argv.insert(argv.end(), {"-initrd", *spec.initramfs});
   argv.insert(argv.end(), {"-append", spec.cmdline.value_or(kDefaultCmdline)});
   auto drive = [&](const std::string& path, const std::string& id, bool read_only) {

@@ -53,8 +53,7 @@ TEST_F(SilentQmpServerTest, ConnectAtItsDeadlineFailsAtOnceWithDeadlineExceeded)
   api::StatusOr<QmpClientPtr> client =
       QmpClient::Connect(socket_path_, clock_, clock_.MonotonicNow());
   ASSERT_FALSE(client.ok());
-  EXPECT_EQ(client.status(),
-            api::Status::DeadlineExceeded("no QMP greeting before the deadline"));
+  EXPECT_EQ(client.status(), api::Status::DeadlineExceeded("no QMP greeting before the deadline"));
 }
 
 TEST_F(SilentQmpServerTest, ExecuteAtItsDeadlineFailsAtOnceWithDeadlineExceeded) {
