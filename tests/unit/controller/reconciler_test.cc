@@ -947,7 +947,7 @@ TEST_F(ReconcilerTest, ReadyVmIsStoppedGracefullyWhenDesiredStopped) {
   const VmRecord record = Record(key);
   EXPECT_EQ(record.vmm, std::nullopt);
   EXPECT_FALSE(record.stop_requested);
-  EXPECT_EQ(record.last_exit_phase, "");
+  EXPECT_EQ(record.last_exit_phase, std::nullopt);
   EXPECT_EQ(fake().LiveVmms(), 0u);
 }
 
