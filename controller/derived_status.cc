@@ -23,6 +23,19 @@ bool ShowBootWait(VmStatus& status, const VmRuntime& rt, const manifests::Desire
   return true;
 }
 
+// After a boot error no retry can help, while the manifest is the one that
+// failed: why, in `status` and its Ready condition. False (and nothing set)
+// otherwise.
+bool ShowBootFailure(VmStatus& status, const VmRuntime& rt, const manifests::DesiredVm* want,
+                     WallTime wall) {
+  if (!rt.boot_failure || !want || !(rt.boot_failure->refused == *want)) return false;
+  if (rt.record && rt.record->vmm) return false;
+  status.reason = "BootFailed: " + rt.boot_failure->message +
+                  " (not retried until the manifest changes)";
+  SetCondition(status, Condition{"Ready", "False", "BootFailed", status.reason, wall});
+  return true;
+}
+
 VmStatus StatusFields(const VmRuntime& rt, const DesiredEntry& desired) {
   const manifests::DesiredVm* want = desired.vm.get();
   VmStatus status = rt.status.value_or(VmStatus{});
@@ -72,7 +85,7 @@ void SetConditions(VmStatus& status, const VmRuntime& rt, const DesiredEntry& de
     SetCondition(status, Condition{std::move(type), value ? "True" : "False", std::move(reason),
                                    std::move(message), wall});
   };
-  if (!ShowBootWait(status, rt, want, wall)) {
+  if (!ShowBootWait(status, rt, want, wall) && !ShowBootFailure(status, rt, want, wall)) {
     condition("Ready", view.is_ready(), view.is_ready() ? "GuestReady" : status.phase,
               view.is_ready() ? "the guest reported ready at " + status.ip : "");
   }

@@ -20,13 +20,19 @@ using std::chrono::seconds;
 
 double Seconds(nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
-
 // A refused boot (DiskLocked, ImageNotReadable) is tried again after 1 s,
 // 2 s, 4 s ... 30 s at most: a disk's holder is usually a VM stopping
 // gracefully on another host, which takes its grace period at most.
 nanoseconds BootRefusedDelay(int attempts, double jitter) {
   const double base = std::min(30.0, std::ldexp(1.0, std::clamp(attempts - 1, 0, 5)));
   return duration_cast<nanoseconds>(std::chrono::duration<double>(base * jitter));
+}
+
+// The driver says no retry of the same call can help (drivers/vm_driver.h):
+// a spec it cannot honour.
+bool NoRetryCanHelp(const api::Status& status) {
+  return status.code() == api::Status::Code::kInvalidArgument ||
+         status.code() == api::Status::Code::kFailedPrecondition;
 }
 
 ReconcileResult After(nanoseconds d) { return ReconcileResult{std::max(d, nanoseconds(0))}; }
@@ -176,39 +182,13 @@ api::Status Reconciler::TakeStored(const api::VmKey& key, Runtime& rt,
       return s;
     }
   }
-  if (rt.record) RestoreTimes(key, rt);
-  return api::Status::Ok();
-}
-
-void Reconciler::RestoreTimes(const api::VmKey& key, Runtime& rt) {
-  const VmRecord& record = *rt.record;
-  rt.driver = record.driver;
-  // Monotonic times do not survive a restart: rebuild them from the record's
-  // wall times, so timeouts, grace periods and the crash-loop reset go on
-  // where they were.
-  const Mono mono_now = clock_.MonotonicNow();
-  const WallTime wall_now = clock_.WallNow();
-  auto since = [&](WallTime then) { return mono_now - (wall_now - then); };
-  if (record.vmm) {
+  if (!rt.record) return api::Status::Ok();
+  rt.RestoreFromRecord(clock_);
+  if (rt.record->vmm) {
     std::lock_guard lock(mu_);
-    by_dir_[record.vmm->vm_dir] = key;
+    by_dir_[rt.record->vmm->vm_dir] = key;
   }
-  if (record.vmm && record.boot_requested_at) rt.boot_started = since(*record.boot_requested_at);
-  if (record.vmm && record.ready_at) {
-    rt.ready_since = since(*record.ready_at);
-    rt.ready_seen = true;
-  }
-  if (!record.vmm && record.restart_not_before) {
-    rt.next_restart_at = since(*record.restart_not_before);
-  }
-  if (record.stop_requested && record.stop_requested_at) {
-    rt.stop_deadline = since(*record.stop_requested_at) + seconds(record.stop_grace_seconds);
-  }
-  if (record.last_exit_phase) {
-    rt.view = *record.last_exit_phase == api::VmState::Phase::kFailed
-                  ? api::VmState::Failed(record.last_exit_reason)
-                  : api::VmState::Stopped();
-  }
+  return api::Status::Ok();
 }
 
 api::Status Reconciler::Rediscover(const api::VmKey& key, Runtime& rt) {
@@ -449,6 +429,11 @@ api::StatusOr<ReconcileResult> Reconciler::StepWithoutVmm(const api::VmKey& key,
     SettleStopped(rt);
     return Idle();
   }
+  if (rt.boot_failure && rt.boot_failure->refused == *want) {
+    rt.view = api::VmState::Failed(rt.boot_failure->message);
+    return Idle();  // the same manifest would fail the same way
+  }
+  rt.boot_failure.reset();
   if (std::optional<ReconcileResult> wait = RestartWait(rt, *want)) return *wait;
   if (std::optional<ReconcileResult> wait = RefusedBootWait(rt, *want)) return *wait;
   return Boot(key, rt, *want, slot);
@@ -596,6 +581,11 @@ api::StatusOr<ReconcileResult> Reconciler::Boot(const api::VmKey& key, Runtime& 
       return WaitToBoot(key, rt, *refused, want.spec_hash);
     }
     Emit(key, rt, EventType::kWarning, "BootFailed", handle.status().message());
+    if (NoRetryCanHelp(handle.status())) {
+      rt.boot_failure = VmRuntime::BootFailure{want, handle.status().message()};
+      rt.view = api::VmState::Failed(handle.status().message());
+      return Idle();  // the manifest must change first
+    }
     return handle.status();
   }
   record.driver = want.spec.driver;
@@ -611,6 +601,7 @@ api::StatusOr<ReconcileResult> Reconciler::Boot(const api::VmKey& key, Runtime& 
   record.restart_not_before.reset();
   if (restart) ++record.restart_count;
   rt.record = std::move(record);
+  rt.boot_failure.reset();
   rt.driver = want.spec.driver;
   rt.boot_started = spawn_requested;
   rt.ready_since.reset();

@@ -95,6 +95,10 @@ struct ReconcilerHooks {
 // shared storage), or the VMM's user cannot open an image. Phase Starting,
 // reason DiskLocked or ImageNotReadable, another boot after 1 s, 2 s, 4 s
 // ... 30 s, no restart counted, whatever the restartPolicy.
+// A boot error no retry can help (the driver's InvalidArgument or
+// FailedPrecondition: a spec it cannot honour) is not retried with backoff:
+// phase Failed, reason "BootFailed: ...", Ready condition reason BootFailed,
+// and no boot, not even on a resync, until the VM's manifest changes.
 // Deletion and Stopped never wait for a backoff.
 //
 // Nothing at all is done before the desired state has been read once
@@ -151,8 +155,6 @@ class Reconciler {
   // The first pass: takes the stored record and status on.
   api::Status TakeStored(const api::VmKey& key, Runtime& rt, StateStore::StoredVm stored);
   api::Status Rediscover(const api::VmKey& key, Runtime& rt);
-  // Monotonic times from the record's wall times (after a vmlet restart).
-  void RestoreTimes(const api::VmKey& key, Runtime& rt);
   // A VM with neither a manifest nor a record: its status says why it
   // cannot run, or its leftovers are removed.
   api::StatusOr<ReconcileResult> Unowned(const api::VmKey& key, Runtime& rt,

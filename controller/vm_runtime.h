@@ -8,6 +8,7 @@
 #include "api/clock.h"
 #include "api/vm_state.h"
 #include "controller/state_store.h"
+#include "manifests/directory_source.h"
 
 namespace vmlet::controller {
 
@@ -46,6 +47,20 @@ struct VmRuntime {
     std::string spec_hash;  // the spec that was refused: a new one is tried at once
   };
   std::optional<BootWait> boot_wait;
+  // The last boot failed with an error no retry can help (the driver's
+  // InvalidArgument or FailedPrecondition: a spec it cannot honour). No boot
+  // is tried again, not even on a resync, until the manifest changes.
+  struct BootFailure {
+    manifests::DesiredVm refused;  // the manifest as it was then
+    std::string message;           // the driver's words
+  };
+  std::optional<BootFailure> boot_failure;
+
+  // After a vmlet restart: the driver, the phase of the last exit, and the
+  // monotonic times (boot, ready, crash-loop backoff, stop deadline) from
+  // the record's wall times, so timeouts, grace periods and the crash-loop
+  // reset go on where they were. REQUIRES: record.
+  void RestoreFromRecord(const api::Clock& clock);
 
   // What this pass changed, written by Commit() at its end.
   std::optional<StateStore::Durability> record_write;  // record.json: how durably
