@@ -13,6 +13,7 @@
 #include "api/vm_key.h"
 #include "controller/desired_cache.h"
 #include "controller/state_store.h"
+#include "controller/vm_runtime.h"
 #include "drivers/boot_refusal.h"
 #include "drivers/vmm_identity.h"
 #include "drivers/vm_driver.h"
@@ -58,9 +59,19 @@ struct ReconcilerHooks {
 // Level-triggered, as controller-runtime's Reconciler: Reconcile() gets only
 // a key; it reads the desired state (DesiredCache) and observes the VMM
 // (record + identity + driver) afresh, takes at most one step toward the
-// desired state (boot, pause, resume, graceful stop, kill, clean up), writes
-// the record before and after any step that changes the host, writes status,
-// and says when to look again. An error means "retry with backoff".
+// desired state (boot, pause, resume, graceful stop, kill, clean up), records
+// that step, writes status, and says when to look again. An error means
+// "retry with backoff".
+//
+// The store is read once per pass (StateStore::LoadVm: whether the VM
+// directory exists; on the first pass also record.json and status.json,
+// which the reconciler then keeps in memory), and what the pass changed is
+// written in one StateStore::Commit at its end: record.json first (fsynced
+// when it follows an action on the host: a VMM launched, asked to stop,
+// gone; atomic only for bookkeeping), then events, then status.json. A
+// step changes the host at most once per pass and nothing else is written
+// before its record; a record adopted from a running VMM is committed at
+// once.
 //
 // clang-format off
 //   desired \ observed | absent/Stopped | Starting | Running/Ready | Paused            | Failed
@@ -84,6 +95,10 @@ struct ReconcilerHooks {
 // shared storage), or the VMM's user cannot open an image. Phase Starting,
 // reason DiskLocked or ImageNotReadable, another boot after 1 s, 2 s, 4 s
 // ... 30 s, no restart counted, whatever the restartPolicy.
+// A boot error no retry can help (the driver's InvalidArgument or
+// FailedPrecondition: a spec it cannot honour) is not retried with backoff:
+// phase Failed, reason "BootFailed: ...", Ready condition reason BootFailed,
+// and no boot, not even on a resync, until the VM's manifest changes.
 // Deletion and Stopped never wait for a backoff.
 //
 // Nothing at all is done before the desired state has been read once
@@ -122,35 +137,91 @@ class Reconciler {
   std::optional<VmStatus> StatusOf(const api::VmKey& key) const;
 
  private:
-  struct Runtime;
+  using Runtime = VmRuntime;
   struct Observed;
+  using Mono = api::Clock::MonotonicTime;
+  // A pass that ends early: its result; none: the pass goes on.
+  using EarlyEnd = std::optional<api::StatusOr<ReconcileResult>>;
 
   Runtime& RuntimeFor(const api::VmKey& key);
   void Drop(const api::VmKey& key);
-  api::Status LoadOnce(const api::VmKey& key, Runtime& rt);
+
+  // --- One pass: read what the store holds, decide, write what changed.
+  api::StatusOr<ReconcileResult> Pass(const api::VmKey& key, Runtime& rt,
+                                      const DesiredEntry& desired);
+  // Reads the VM's stored view (one store call): whether its directory
+  // exists, and on the first pass its record and status.
+  api::Status Load(const api::VmKey& key, Runtime& rt);
+  // The first pass: takes the stored record and status on.
+  api::Status TakeStored(const api::VmKey& key, Runtime& rt, StateStore::StoredVm stored);
   api::Status Rediscover(const api::VmKey& key, Runtime& rt);
+  // A VM with neither a manifest nor a record: its status says why it
+  // cannot run, or its leftovers are removed.
+  api::StatusOr<ReconcileResult> Unowned(const api::VmKey& key, Runtime& rt,
+                                         const DesiredEntry& desired);
+  // Confirms the recorded VMM and observes it into `observed`.
+  EarlyEnd ObserveVmm(const api::VmKey& key, Runtime& rt, const DesiredEntry& desired,
+                      DriverSlot& slot, Observed& observed);
+  // Writes what the pass changed (one store call); the record's error, if any.
+  api::Status Commit(const api::VmKey& key, Runtime& rt);
+
+  // --- The step toward the desired state.
   api::StatusOr<ReconcileResult> Step(const api::VmKey& key, Runtime& rt,
                                       const DesiredEntry& desired, DriverSlot& slot,
                                       const Observed& observed);
+  api::StatusOr<ReconcileResult> StepWithVmm(const api::VmKey& key, Runtime& rt,
+                                             const manifests::DesiredVm* want, DriverSlot& slot,
+                                             const Observed& observed);
+  api::StatusOr<ReconcileResult> StepWithoutVmm(const api::VmKey& key, Runtime& rt,
+                                                const manifests::DesiredVm* want,
+                                                DriverSlot& slot);
+  // Starting or Running but not yet Ready: kills it past its readiness
+  // timeout, else says when to look again.
+  api::StatusOr<ReconcileResult> AwaitReady(const api::VmKey& key, Runtime& rt,
+                                            const manifests::DesiredVm& want, DriverSlot& slot,
+                                            const Observed& observed);
+  // The guest is Ready: records it once per boot (event, boot duration).
+  void NoteReady(const api::VmKey& key, Runtime& rt, const Observed& observed);
+  // Converged: a VM Ready long enough leaves its crash loop.
+  ReconcileResult LeaveCrashLoop(Runtime& rt);
+  // desiredState Stopped and no VMM: whatever ended it before is settled.
+  void SettleStopped(Runtime& rt);
+  // No VMM after an exit: Idle when the restart policy says no, the wait
+  // when a crash-loop backoff runs; none: boot now.
+  std::optional<ReconcileResult> RestartWait(Runtime& rt, const manifests::DesiredVm& want);
   api::StatusOr<ReconcileResult> VmmGone(const api::VmKey& key, Runtime& rt, DriverSlot& slot,
                                          const drivers::VmmIdentity::Check& check);
+  // Counts an unrequested exit (a crash or a power-off) toward the crash loop.
+  void RecordExit(const api::VmKey& key, Runtime& rt, const api::VmState& exit);
   api::StatusOr<ReconcileResult> Boot(const api::VmKey& key, Runtime& rt,
                                       const manifests::DesiredVm& want, DriverSlot& slot);
   api::StatusOr<ReconcileResult> Stop(const api::VmKey& key, Runtime& rt, DriverSlot& slot,
                                       const drivers::ConfirmedVmm& vmm, const api::VmState& state,
                                       const std::string& why);
   api::StatusOr<ReconcileResult> CleanUp(const api::VmKey& key, Runtime& rt);
-  // A refused boot (another process holds a disk image's lock, the VMM's
-  // user cannot open an image): the status says why, and the boot is tried
-  // again after a backoff.
+
+  // --- Refused boots (drivers/boot_refusal.h): not a crash; the
+  // status says why, and the boot is tried again after a backoff.
+  // The refusal a failed Boot() call or a VMM's exit state carries, if any.
   ReconcileResult WaitToBoot(const api::VmKey& key, Runtime& rt,
                              const drivers::BootRefusal& refusal, const std::string& spec_hash);
-  api::Status SaveRecord(const api::VmKey& key, Runtime& rt,
-                         StateStore::Durability durability = StateStore::Durability::kDurable);
-  void Emit(const api::VmKey& key, const std::string& type, const std::string& reason,
+  // The wait before the next boot of a refused spec; none: boot now.
+  std::optional<ReconcileResult> RefusedBootWait(const Runtime& rt,
+                                                 const manifests::DesiredVm& want) const;
+  // The VMM runs: a refusal that was under way is over.
+  void NoteBootAccepted(const api::VmKey& key, Runtime& rt);
+
+  // --- status.json and events.
+  // Stages the VM's status (DeriveStatus; written by Commit when it
+  // changed) and reports it to the hooks.
+  void WriteStatus(const api::VmKey& key, Runtime& rt, const DesiredEntry& desired);
+  void ReportStatus(const api::VmKey& key, Runtime& rt, const DesiredEntry& desired,
+                    const VmStatus& status);
+  // record.json changed: Commit writes it, durably if any change asked so.
+  void StageRecord(Runtime& rt,
+                   StateStore::Durability durability = StateStore::Durability::kDurable);
+  void Emit(const api::VmKey& key, Runtime& rt, EventType type, const std::string& reason,
             const std::string& message);
-  void WriteStatus(const api::VmKey& key, Runtime& rt, const DesiredEntry& desired,
-                   const Observed& observed);
   drivers::Deadline DeadlineIn(std::chrono::nanoseconds d) const;
 
   const api::Clock& clock_;

@@ -116,6 +116,23 @@ void PutTime(json& j, const char* key, const std::optional<WallTime>& time) {
     }                                   \
   } while (false)
 
+// A phase's name ("Stopped"); absent or "": none.
+Status ReadPhase(const json& obj, const char* key, std::optional<api::VmState::Phase>& out) {
+  std::string name;
+  VMLET_RETURN_IF_ERROR(ReadString(obj, key, "", false, name));
+  out.reset();
+  if (name.empty()) return Status::Ok();
+  for (api::VmState::Phase phase :
+       {api::VmState::Phase::kStarting, api::VmState::Phase::kRunning, api::VmState::Phase::kReady,
+        api::VmState::Phase::kPaused, api::VmState::Phase::kStopped, api::VmState::Phase::kFailed}) {
+    if (api::PhaseName(phase) == name) {
+      out = phase;
+      return Status::Ok();
+    }
+  }
+  return Status::InvalidArgument(FieldName("", key) + ": \"" + name + "\" is not a phase");
+}
+
 StatusOr<drivers::VmmHandle> VmmHandleFromJson(const json& j) {
   constexpr std::string_view kPrefix = "vmm";
   if (!j.is_object()) return Status::InvalidArgument("vmm: must be an object");
@@ -166,7 +183,8 @@ json ToJson(const VmRecord& record) {
   j["stopGraceSeconds"] = record.stop_grace_seconds;
   j["restartCount"] = record.restart_count;
   j["consecutiveFailures"] = record.consecutive_failures;
-  j["lastExitPhase"] = record.last_exit_phase;
+  j["lastExitPhase"] =
+      record.last_exit_phase ? std::string(api::PhaseName(*record.last_exit_phase)) : "";
   j["lastExitReason"] = record.last_exit_reason;
   PutTime(j, "restartNotBefore", record.restart_not_before);
   return j;
@@ -238,7 +256,7 @@ StatusOr<VmRecord> VmRecordFromJson(const json& j) {
   VMLET_RETURN_IF_ERROR(ReadInt<uint32_t>(j, "restartCount", "", false, r.restart_count));
   VMLET_RETURN_IF_ERROR(
       ReadInt<uint32_t>(j, "consecutiveFailures", "", false, r.consecutive_failures));
-  VMLET_RETURN_IF_ERROR(ReadString(j, "lastExitPhase", "", false, r.last_exit_phase));
+  VMLET_RETURN_IF_ERROR(ReadPhase(j, "lastExitPhase", r.last_exit_phase));
   VMLET_RETURN_IF_ERROR(ReadString(j, "lastExitReason", "", false, r.last_exit_reason));
   VMLET_RETURN_IF_ERROR(ReadOptionalTime(j, "restartNotBefore", "", r.restart_not_before));
   return r;

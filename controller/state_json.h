@@ -15,7 +15,8 @@ namespace vmlet::controller {
 // null one as none. A record carries "version": 1.
 //
 // FromJson fails with InvalidArgument naming the field ("vmm.pid: must be an
-// integer") when a known field has the wrong type or is out of range, when a
+// integer") when a known field has the wrong type or is out of range (a
+// record's lastExitPhase is "" or a phase's name, api::PhaseName), when a
 // required field is missing (a record's version, driver and specHash, and
 // every field of its vmm, whose pid must be positive; a condition's type,
 // status and lastTransitionTime; an event's time, type and reason), or when a

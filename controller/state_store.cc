@@ -315,6 +315,31 @@ std::vector<Event> StateStore::RecentEvents(const api::VmKey& key, size_t max) c
   return events;
 }
 
+StatusOr<StateStore::StoredVm> StateStore::LoadVm(const api::VmKey& key, Read read) {
+  VMLET_RETURN_IF_ERROR(CheckKey(key));
+  StoredVm stored;
+  stored.dir_exists = VmDirExists(key);
+  if (read == Read::kDirectory) return stored;
+  StatusOr<LoadedRecord> record = LoadRecord(key);
+  if (!record.ok()) return record.status();
+  stored.record = std::move(record).value();
+  stored.status = LoadStatus(key);
+  return stored;
+}
+
+StateStore::CommitResult StateStore::Commit(const api::VmKey& key, const VmChanges& changes) {
+  CommitResult result;
+  if (changes.ensure_dir) result.dir = EnsureVmDir(key);
+  if (changes.record) result.record = SaveRecord(key, *changes.record, changes.record_durability);
+  if (!changes.events.empty() && VmDirExists(key)) {
+    for (const Event& event : changes.events) {
+      if (Status s = AppendEvent(key, event); !s.ok() && result.events.ok()) result.events = s;
+    }
+  }
+  if (changes.status) result.status = result.dir.ok() ? SaveStatus(key, *changes.status) : result.dir;
+  return result;
+}
+
 Status StateStore::RemoveVmDir(const api::VmKey& key) {
   VMLET_RETURN_IF_ERROR(CheckKey(key));
   {

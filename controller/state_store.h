@@ -130,6 +130,51 @@ class StateStore {
   // The last `max` events, oldest first; malformed lines are skipped.
   std::vector<Event> RecentEvents(const api::VmKey& key, size_t max) const;
 
+  // What the store holds of one VM, read in one call (LoadVm).
+  struct StoredVm {
+    bool dir_exists = false;
+    // With Read::kFiles only: LoadRecord's and LoadStatus's results.
+    LoadedRecord record;
+    std::optional<VmStatus> status;
+  };
+  enum class Read {
+    kDirectory,  // only whether the VM directory exists
+    kFiles,      // that, and record.json and status.json
+  };
+  // Whether the VM's directory exists and, with kFiles, its record (by
+  // LoadRecord's rules: a corrupt one is quarantined and reported) and
+  // status (LoadStatus's). Errors: an invalid key, and LoadRecord's.
+  api::StatusOr<StoredVm> LoadVm(const api::VmKey& key, Read read);
+
+  // What one reconcile pass changed of a VM, written in one call (Commit).
+  struct VmChanges {
+    // Create the VM directory (EnsureVmDir) before writing the status.
+    bool ensure_dir = false;
+    // record.json's new content, as durable as `record_durability` says.
+    std::optional<VmRecord> record;
+    Durability record_durability = Durability::kAtomic;
+    // Appended to events.jsonl, in order, when the VM directory exists.
+    std::vector<Event> events;
+    // status.json's new content.
+    std::optional<VmStatus> status;
+
+    bool empty() const { return !ensure_dir && !record && events.empty() && !status; }
+  };
+  // How each part of a Commit went (OK for parts that had nothing to do).
+  struct CommitResult {
+    api::Status dir;
+    api::Status record;
+    api::Status events;  // the first failed append
+    api::Status status;  // the directory's error when it could not be made
+  };
+  // Writes `changes` in this order, each part as its own call above says:
+  // the directory, the record (before the events and the status: a record
+  // that follows an action on the host is on disk before anything else is
+  // written about it), the events, the status. A failed part does not stop
+  // the later ones, but for the status, which needs the directory
+  // `ensure_dir` asked for.
+  CommitResult Commit(const api::VmKey& key, const VmChanges& changes);
+
   // Removes the VM's directory and everything in it, then its namespace
   // directory if that is now empty. OK when already gone.
   api::Status RemoveVmDir(const api::VmKey& key);

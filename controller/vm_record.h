@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 
+#include "api/vm_state.h"
 #include "controller/rfc3339_time.h"
 #include "drivers/vmm_handle.h"
 
@@ -22,7 +23,9 @@ struct VmRecord {
   int64_t stop_grace_seconds = 30;    // of the latest valid manifest (used once it is deleted)
   uint32_t restart_count = 0;         // reboots after a crash or unrequested power-off
   uint32_t consecutive_failures = 0;  // the crash loop's n; reset after 5 min Ready
-  std::string last_exit_phase;        // "Stopped" or "Failed" once a VMM has exited, else ""
+  // Stopped or Failed once a VMM has exited, else none (on disk: the
+  // phase's name, or "").
+  std::optional<api::VmState::Phase> last_exit_phase;
   std::string last_exit_reason;       // why, for Failed
   // The crash loop's next attempt: no restart before this (so a vmlet
   // restart does not cut a backoff short).

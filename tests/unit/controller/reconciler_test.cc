@@ -74,6 +74,59 @@ Requeue After(nanoseconds d) { return Requeue{d}; }
 // identity checks through its process table, and a desired-state cache fed
 // as the directory source feeds it. Nothing sleeps: the FakeClock moves only
 // when a test (or Converge) says so.
+// The fake driver, with Boot() errors a test sets: `boot_error` fails every
+// Boot() call with it while set. Everything else is the fake's.
+class BootErrorDriver final : public drivers::VmDriver {
+ public:
+  explicit BootErrorDriver(drivers::FakeVmDriver& fake) : fake_(fake) {}
+
+  std::optional<api::Status> boot_error;
+  int boot_calls = 0;
+
+  std::string_view name() const override { return fake_.name(); }
+  std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override {
+    return fake_.CheckSpec(spec);
+  }
+  api::StatusOr<drivers::VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+                                         drivers::Deadline deadline) override {
+    ++boot_calls;
+    if (boot_error) return *boot_error;
+    return fake_.Boot(spec, vm_dir, deadline);
+  }
+  api::StatusOr<drivers::Observation> Observe(const drivers::ConfirmedVmm& vmm,
+                                              drivers::Deadline deadline) override {
+    return fake_.Observe(vmm, deadline);
+  }
+  api::Status Pause(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override {
+    return fake_.Pause(vmm, deadline);
+  }
+  api::Status Resume(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override {
+    return fake_.Resume(vmm, deadline);
+  }
+  api::Status Shutdown(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override {
+    return fake_.Shutdown(vmm, deadline);
+  }
+  api::Status Kill(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override {
+    return fake_.Kill(vmm, deadline);
+  }
+  api::VmState ExitState(const drivers::VmmHandle& handle) override {
+    return fake_.ExitState(handle);
+  }
+  api::Status Cleanup(const drivers::VmmHandle& handle, drivers::Deadline deadline) override {
+    return fake_.Cleanup(handle, deadline);
+  }
+  api::StatusOr<std::optional<drivers::VmmHandle>> Rediscover(const std::string& vm_dir) override {
+    return fake_.Rediscover(vm_dir);
+  }
+  const drivers::ProcFs& proc_fs() const override { return fake_.proc_fs(); }
+  void SetChangeListener(ChangeListener listener) override {
+    fake_.SetChangeListener(std::move(listener));
+  }
+
+ private:
+  drivers::FakeVmDriver& fake_;
+};
+
 class ReconcilerTest : public ::testing::Test {
  protected:
   struct PhaseChange {
@@ -96,13 +149,14 @@ class ReconcilerTest : public ::testing::Test {
           identity_b(fake_b.proc_fs()),
           reconciler(
               test.clock_, desired, store,
-              {{"fake", {&fake, &identity}}, {"fake-b", {&fake_b, &identity_b}}},
+              {{"fake", {&fake_boots, &identity}}, {"fake-b", {&fake_b, &identity_b}}},
               Reconciler::Options{}, [] { return 1.0; }, test.Hooks()) {}
 
     StateStore store;
     DesiredCache desired{"node-a"};
     drivers::FakeVmDriver fake;
     drivers::FakeVmDriver fake_b;
+    BootErrorDriver fake_boots{fake};  // "fake" as the reconciler sees it
     drivers::VmmIdentity identity;
     drivers::VmmIdentity identity_b;
     Reconciler reconciler;
@@ -169,6 +223,7 @@ class ReconcilerTest : public ::testing::Test {
   StateStore& store() { return vmlet_->store; }
   drivers::FakeVmDriver& fake() { return vmlet_->fake; }
   drivers::FakeVmDriver& fake_b() { return vmlet_->fake_b; }
+  BootErrorDriver& boot_errors() { return vmlet_->fake_boots; }
 
   // --- desired state, as the directory source publishes it -------------------
 
@@ -947,7 +1002,7 @@ TEST_F(ReconcilerTest, ReadyVmIsStoppedGracefullyWhenDesiredStopped) {
   const VmRecord record = Record(key);
   EXPECT_EQ(record.vmm, std::nullopt);
   EXPECT_FALSE(record.stop_requested);
-  EXPECT_EQ(record.last_exit_phase, "");
+  EXPECT_EQ(record.last_exit_phase, std::nullopt);
   EXPECT_EQ(fake().LiveVmms(), 0u);
 }
 
@@ -1665,6 +1720,73 @@ TEST_F(ReconcilerTest, FailedBootIsARetryableErrorUntilABootSucceeds) {
   EXPECT_EQ(fake().BootCount(key), 1);
   EXPECT_THAT(Events(key), ElementsAre("BootFailed", "BootFailed", "Booted"));
   EXPECT_EQ(Record(key).restart_count, 0u);
+}
+
+TEST_F(ReconcilerTest, BootErrorNoRetryCanHelpIsShownAndWaitsForTheManifestToChange) {
+  const api::VmKey key = Spec().key();
+  boot_errors().boot_error = api::Status::InvalidArgument("kernel /nope does not exist");
+  Want(Spec());
+
+  // Not an error for the work queue: no retry with backoff.
+  EXPECT_EQ(Pass(key), kIdle);
+  EXPECT_EQ(boot_errors().boot_calls, 1);
+  VmStatus status = Status(key);
+  EXPECT_EQ(status.phase, "Failed");
+  EXPECT_EQ(status.reason,
+            "BootFailed: kernel /nope does not exist (not retried until the manifest changes)");
+  EXPECT_EQ(ConditionOf(status, "Ready").status, "False");
+  EXPECT_EQ(ConditionOf(status, "Ready").reason, "BootFailed");
+  EXPECT_EQ(ConditionOf(status, "Ready").message, status.reason);
+  EXPECT_EQ(ConditionOf(status, "Converged").status, "False");
+  EXPECT_THAT(Events(key), ElementsAre("BootFailed"));
+}
+
+TEST_F(ReconcilerTest, BootErrorNoRetryCanHelpIsNotRetriedOnResyncOrLater) {
+  const api::VmKey key = Spec().key();
+  boot_errors().boot_error = api::Status::FailedPrecondition("the driver cannot honour this spec");
+  Want(Spec());
+  EXPECT_EQ(Pass(key), kIdle);
+
+  // The cause is gone, but the manifest is the same: a resync's passes, an
+  // hour later, boot nothing.
+  boot_errors().boot_error.reset();
+  clock_.Advance(1h);
+  EXPECT_EQ(Pass(key), kIdle);
+  EXPECT_EQ(Pass(key), kIdle);
+  EXPECT_EQ(boot_errors().boot_calls, 1);
+  EXPECT_EQ(fake().BootCount(key), 0);
+  EXPECT_EQ(Status(key).phase, "Failed");
+  EXPECT_THAT(Events(key), ElementsAre("BootFailed"));
+}
+
+TEST_F(ReconcilerTest, BootErrorNoRetryCanHelpIsRetriedWhenTheManifestChanges) {
+  const api::VmKey key = Spec().key();
+  boot_errors().boot_error = api::Status::InvalidArgument("kernel /nope does not exist");
+  Want(Spec());
+  EXPECT_EQ(Pass(key), kIdle);
+
+  boot_errors().boot_error.reset();
+  api::VmSpec fixed = Spec();
+  fixed.kernel = "/var/lib/vmlet/images/vmlinuz-fixed";
+  Want(fixed);
+  EXPECT_EQ(Pass(key), kNow);
+  EXPECT_EQ(boot_errors().boot_calls, 2);
+  EXPECT_EQ(fake().BootCount(key), 1);
+  EXPECT_EQ(Status(key).phase, "Starting");
+  EXPECT_EQ(ConditionOf(Status(key), "Ready").reason, "Starting");
+  EXPECT_THAT(Events(key), ElementsAre("BootFailed", "Booted"));
+}
+
+TEST_F(ReconcilerTest, RetryableBootErrorStillRetriesWithBackoff) {
+  const api::VmKey key = Spec().key();
+  boot_errors().boot_error = api::Status::Unavailable("the VMM is busy");
+  Want(Spec());
+  for (int i = 0; i < 3; ++i) {
+    api::StatusOr<ReconcileResult> result = reconciler().Reconcile(key);
+    ASSERT_FALSE(result.ok());
+    EXPECT_TRUE(result.status().IsRetryable());
+  }
+  EXPECT_EQ(boot_errors().boot_calls, 3);
 }
 
 // ===========================================================================

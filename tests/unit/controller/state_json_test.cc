@@ -44,7 +44,7 @@ VmRecord FullRecord() {
   r.stop_grace_seconds = 45;
   r.restart_count = 2;
   r.consecutive_failures = 1;
-  r.last_exit_phase = "Failed";
+  r.last_exit_phase = api::VmState::Phase::kFailed;
   r.last_exit_reason = "VMM exited with status 1";
   return r;
 }
