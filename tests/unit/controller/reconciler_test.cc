@@ -87,8 +87,8 @@ class BootErrorDriver final : public drivers::VmDriver {
   std::vector<api::FieldError> CheckSpec(const api::VmSpec& spec) const override {
     return fake_.CheckSpec(spec);
   }
-  api::StatusOr<drivers::VmmHandle> Boot(const api::VmSpec& spec, const std::string& vm_dir,
-                                         drivers::Deadline deadline) override {
+  api::StatusOr<drivers::BootResult> Boot(const api::VmSpec& spec, const std::string& vm_dir,
+                                          drivers::Deadline deadline) override {
     ++boot_calls;
     if (boot_error) return *boot_error;
     return fake_.Boot(spec, vm_dir, deadline);
@@ -109,7 +109,7 @@ class BootErrorDriver final : public drivers::VmDriver {
   api::Status Kill(const drivers::ConfirmedVmm& vmm, drivers::Deadline deadline) override {
     return fake_.Kill(vmm, deadline);
   }
-  api::VmState ExitState(const drivers::VmmHandle& handle) override {
+  drivers::VmmExit ExitState(const drivers::VmmHandle& handle) override {
     return fake_.ExitState(handle);
   }
   api::Status Cleanup(const drivers::VmmHandle& handle, drivers::Deadline deadline) override {
