@@ -24,6 +24,7 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::SizeIs;
 using ::testing::UnorderedElementsAre;
+using ::testing::UnorderedElementsAreArray;
 
 // The FakeClock's wall time at construction (2026-11-28T00:00:00Z).
 constexpr const char* kStartWall = "1795824000";
@@ -44,6 +45,33 @@ std::vector<std::string> Samples(const VmletMetrics& m, const std::string& name)
     if (line.empty() || line[0] == '#') continue;
     const std::string series = line.substr(0, line.find_first_of("{ "));
     if (series == name) out.push_back(line);
+  }
+  return out;
+}
+
+// The vmlet_vm_info sample of prod/`name` on node n1, as the serializer
+// writes it.
+std::string InfoSample(const std::string& name, const std::string& driver, const std::string& phase,
+                       const std::string& desired) {
+  return "vmlet_vm_info{desired=\"" + desired + "\",driver=\"" + driver + "\",name=\"" + name +
+         "\",namespace=\"prod\",node=\"n1\",phase=\"" + phase + "\"} 1";
+}
+
+// The phase transition time sample of prod/`name` on node n1.
+std::string TransitionSample(const std::string& name, const std::string& unix_seconds) {
+  return "vmlet_vm_phase_transition_timestamp_seconds{name=\"" + name +
+         "\",namespace=\"prod\",node=\"n1\"} " + unix_seconds;
+}
+
+// The restart series of prod/`name` on node n1: `crashed` restarts for
+// reason Crashed, `each_other` for each other reason.
+std::vector<std::string> RestartSamples(const std::string& name, int crashed, int each_other = 0) {
+  std::vector<std::string> out;
+  for (const char* reason :
+       {"Crashed", "IdentityMismatch", "Other", "PoweredOff", "ReadinessTimeout"}) {
+    out.push_back("vmlet_vm_restarts_total{name=\"" + name +
+                  "\",namespace=\"prod\",node=\"n1\",reason=\"" + reason + "\"} " +
+                  std::to_string(std::string(reason) == "Crashed" ? crashed : each_other));
   }
   return out;
 }
@@ -120,20 +148,12 @@ TEST_F(VmletMetricsTest, EachVmHasOneInfoSeriesAndItsPhaseTransitionTime) {
   clock_.Advance(std::chrono::seconds(3));
   m_.SetVmStatus(db_, "qemu", "Starting", "Running");
 
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_info"),
-      UnorderedElementsAre(
-          "vmlet_vm_info{desired=\"Running\",driver=\"fake\",name=\"web-1\",namespace=\"prod\",node=\"n1\","
-          "phase=\"Ready\"} 1",
-          "vmlet_vm_info{desired=\"Running\",driver=\"qemu\",name=\"db-1\",namespace=\"prod\",node=\"n1\","
-          "phase=\"Starting\"} 1"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
+              UnorderedElementsAre(InfoSample("web-1", "fake", "Ready", "Running"),
+                                   InfoSample("db-1", "qemu", "Starting", "Running")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              UnorderedElementsAre(
-                  std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                              "namespace=\"prod\",node=\"n1\"} ") +
-                      kStartWall,
-                  "vmlet_vm_phase_transition_timestamp_seconds{name=\"db-1\",namespace=\"prod\",node=\"n1\"} "
-                  "1795824003"));
+              UnorderedElementsAre(TransitionSample("web-1", kStartWall),
+                                   TransitionSample("db-1", "1795824003")));
 }
 
 TEST_F(VmletMetricsTest, PhaseChangeReplacesTheInfoSeriesAndStampsTheTransition) {
@@ -142,11 +162,9 @@ TEST_F(VmletMetricsTest, PhaseChangeReplacesTheInfoSeriesAndStampsTheTransition)
   m_.SetVmStatus(web_, "fake", "Paused", "Paused");
 
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre("vmlet_vm_info{desired=\"Paused\",driver=\"fake\",name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\",phase=\"Paused\"} 1"));
+              ElementsAre(InfoSample("web-1", "fake", "Paused", "Paused")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\"} 1795824005"));
+              ElementsAre(TransitionSample("web-1", "1795824005")));
 }
 
 TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
@@ -156,9 +174,7 @@ TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
 
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"), SizeIs(1));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                                      "namespace=\"prod\",node=\"n1\"} ") +
-                          kStartWall));
+              ElementsAre(TransitionSample("web-1", kStartWall)));
 }
 
 TEST_F(VmletMetricsTest, DesiredOrDriverChangeReplacesTheSeriesButNotTheTransitionTime) {
@@ -169,12 +185,9 @@ TEST_F(VmletMetricsTest, DesiredOrDriverChangeReplacesTheSeriesButNotTheTransiti
   m_.SetVmStatus(web_, "qemu", "Ready", "Deleted");
 
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre("vmlet_vm_info{desired=\"Deleted\",driver=\"qemu\",name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\",phase=\"Ready\"} 1"));
+              ElementsAre(InfoSample("web-1", "qemu", "Ready", "Deleted")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                                      "namespace=\"prod\",node=\"n1\"} ") +
-                          kStartWall));
+              ElementsAre(TransitionSample("web-1", kStartWall)));
 }
 
 TEST_F(VmletMetricsTest, ForgottenVmLeavesNoSeriesAndOthersStay) {
@@ -190,34 +203,14 @@ TEST_F(VmletMetricsTest, ForgottenVmLeavesNoSeriesAndOthersStay) {
   EXPECT_THAT(text, Not(HasSubstr("web-1")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"), SizeIs(1));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"), SizeIs(1));
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_restarts_total"),
-      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Crashed\"} 1",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"IdentityMismatch\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Other\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"PoweredOff\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"ReadinessTimeout\"} 0"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"),
+              UnorderedElementsAreArray(RestartSamples("db-1", 1)));
 }
 
 TEST_F(VmletMetricsTest, AVmsRestartSeriesExistAtZeroFromItsFirstStatus) {
   m_.SetVmStatus(web_, "fake", "Starting", "Running");
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_restarts_total"),
-      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Crashed\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"IdentityMismatch\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Other\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"PoweredOff\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"ReadinessTimeout\"} 0"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"),
+              UnorderedElementsAreArray(RestartSamples("web-1", 0)));
 }
 
 TEST_F(VmletMetricsTest, ForgettingAnUnknownVmIsANoOp) {
@@ -234,11 +227,9 @@ TEST_F(VmletMetricsTest, VmSeenAgainAfterBeingForgottenStartsAfresh) {
   m_.SetVmStatus(web_, "fake", "Starting", "Running");
 
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre("vmlet_vm_info{desired=\"Running\",driver=\"fake\",name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\",phase=\"Starting\"} 1"));
+              ElementsAre(InfoSample("web-1", "fake", "Starting", "Running")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\"} 1795824002"));
+              ElementsAre(TransitionSample("web-1", "1795824002")));
   // Its restart series start again at 0.
   EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"), SizeIs(5));
   EXPECT_THAT(Scrape(m_), Not(HasSubstr("reason=\"Crashed\"} 1")));
@@ -264,16 +255,8 @@ TEST_F(VmletMetricsTest, RestartsAreCountedPerVmUnderTheBoundedReason) {
   m_.CountRestart(web_, "the VMM exited (its pid now belongs to another process)");
   m_.CountRestart(web_, "");
 
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_restarts_total"),
-      UnorderedElementsAre(
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"Crashed\"} 2",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"PoweredOff\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-          "reason=\"ReadinessTimeout\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-          "reason=\"IdentityMismatch\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"Other\"} 1"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"),
+              UnorderedElementsAreArray(RestartSamples("web-1", 2, 1)));
 }
 
 TEST_F(VmletMetricsTest, BootDurationHistogramHasBucketsFrom50msTo600s) {
