@@ -82,6 +82,14 @@ class VmletMetricsTest : public ::testing::Test {
     return {"1.2.3", {"fake", "qemu"}, {"syntax", "unknown_field"}, "n1"};
   }
 
+  // web-1 is the one VM, its info series `info` and its last phase change
+  // at `transition_seconds` (Unix time).
+  void ExpectOnlyWeb(const std::string& info, const std::string& transition_seconds) {
+    EXPECT_THAT(Samples(m_, "vmlet_vm_info"), ElementsAre(info));
+    EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
+                ElementsAre(TransitionSample("web-1", transition_seconds)));
+  }
+
   testing::FakeClock clock_;
   VmletMetrics m_{clock_, Defaults()};
   const api::VmKey web_{"prod", "web-1"};
@@ -161,10 +169,7 @@ TEST_F(VmletMetricsTest, PhaseChangeReplacesTheInfoSeriesAndStampsTheTransition)
   clock_.Advance(std::chrono::seconds(5));
   m_.SetVmStatus(web_, "fake", "Paused", "Paused");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre(InfoSample("web-1", "fake", "Paused", "Paused")));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(TransitionSample("web-1", "1795824005")));
+  ExpectOnlyWeb(InfoSample("web-1", "fake", "Paused", "Paused"), "1795824005");
 }
 
 TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
@@ -172,9 +177,7 @@ TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
   clock_.Advance(std::chrono::seconds(60));
   m_.SetVmStatus(web_, "fake", "Ready", "Running");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"), SizeIs(1));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(TransitionSample("web-1", kStartWall)));
+  ExpectOnlyWeb(InfoSample("web-1", "fake", "Ready", "Running"), kStartWall);
 }
 
 TEST_F(VmletMetricsTest, DesiredOrDriverChangeReplacesTheSeriesButNotTheTransitionTime) {
@@ -184,10 +187,7 @@ TEST_F(VmletMetricsTest, DesiredOrDriverChangeReplacesTheSeriesButNotTheTransiti
   clock_.Advance(std::chrono::seconds(7));
   m_.SetVmStatus(web_, "qemu", "Ready", "Deleted");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre(InfoSample("web-1", "qemu", "Ready", "Deleted")));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(TransitionSample("web-1", kStartWall)));
+  ExpectOnlyWeb(InfoSample("web-1", "qemu", "Ready", "Deleted"), kStartWall);
 }
 
 TEST_F(VmletMetricsTest, ForgottenVmLeavesNoSeriesAndOthersStay) {
@@ -226,10 +226,7 @@ TEST_F(VmletMetricsTest, VmSeenAgainAfterBeingForgottenStartsAfresh) {
   clock_.Advance(std::chrono::seconds(2));
   m_.SetVmStatus(web_, "fake", "Starting", "Running");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre(InfoSample("web-1", "fake", "Starting", "Running")));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(TransitionSample("web-1", "1795824002")));
+  ExpectOnlyWeb(InfoSample("web-1", "fake", "Starting", "Running"), "1795824002");
   // Its restart series start again at 0.
   EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"), SizeIs(5));
   EXPECT_THAT(Scrape(m_), Not(HasSubstr("reason=\"Crashed\"} 1")));
