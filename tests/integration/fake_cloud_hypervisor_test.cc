@@ -147,6 +147,11 @@ class RawConnection {
     return fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
   }
 
+  // Connect(path), then Send(bytes).
+  bool ConnectAndSend(const std::string& path, const std::string& bytes) {
+    return Connect(path) && Send(bytes);
+  }
+
   bool Send(const std::string& bytes) {
     size_t sent = 0;
     while (sent < bytes.size()) {
@@ -271,8 +276,7 @@ class FakeCloudHypervisorTest : public ::testing::Test {
   void TakeEveryConnectionSlot(std::vector<std::unique_ptr<RawConnection>>& held) {
     for (int i = 0; i < 10; ++i) {
       held.push_back(std::make_unique<RawConnection>());
-      ASSERT_TRUE(held.back()->Connect(socket_));
-      ASSERT_TRUE(held.back()->Send(RawRequest("GET", "vmm.ping")));
+      ASSERT_TRUE(held.back()->ConnectAndSend(socket_, RawRequest("GET", "vmm.ping")));
       ASSERT_TRUE(held.back()->ReadResponse()) << "connection " << i;
     }
   }
@@ -334,8 +338,7 @@ class FakeCloudHypervisorTest : public ::testing::Test {
 TEST_F(FakeCloudHypervisorTest, StatusLineHasNoReasonPhraseAndJsonRepliesCarryTheirLength) {
   Start();
   RawConnection connection;
-  ASSERT_TRUE(connection.Connect(socket_));
-  ASSERT_TRUE(connection.Send(RawRequest("GET", "vmm.ping")));
+  ASSERT_TRUE(connection.ConnectAndSend(socket_, RawRequest("GET", "vmm.ping")));
   const std::optional<std::string> response = connection.ReadResponse();
   ASSERT_TRUE(response);
   const std::string body = BodyOf(*response);
@@ -351,8 +354,8 @@ TEST_F(FakeCloudHypervisorTest, StatusLineHasNoReasonPhraseAndJsonRepliesCarryTh
 TEST_F(FakeCloudHypervisorTest, NoContentReplyHasNoBodyNoLengthAndTheConnectionStaysUsable) {
   Start();
   RawConnection connection;
-  ASSERT_TRUE(connection.Connect(socket_));
-  ASSERT_TRUE(connection.Send(RawRequest("PUT", "vm.create", MinimalConfig().dump())));
+  ASSERT_TRUE(
+      connection.ConnectAndSend(socket_, RawRequest("PUT", "vm.create", MinimalConfig().dump())));
   EXPECT_EQ(connection.ReadResponse(),
             "HTTP/1.1 204 \r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n\r\n");
   ASSERT_TRUE(connection.Send(RawRequest("GET", "vm.info")));
@@ -364,10 +367,10 @@ TEST_F(FakeCloudHypervisorTest, NoContentReplyHasNoBodyNoLengthAndTheConnectionS
 TEST_F(FakeCloudHypervisorTest, PipelinedRequestsOnOneConnectionAreAnsweredInOrder) {
   Start();
   RawConnection connection;
-  ASSERT_TRUE(connection.Connect(socket_));
-  ASSERT_TRUE(connection.Send(RawRequest("GET", "vm.info") + RawRequest("GET", "vmm.ping") +
-                              RawRequest("PUT", "vm.create", MinimalConfig().dump()) +
-                              RawRequest("GET", "vm.info")));
+  ASSERT_TRUE(connection.ConnectAndSend(
+      socket_, RawRequest("GET", "vm.info") + RawRequest("GET", "vmm.ping") +
+                   RawRequest("PUT", "vm.create", MinimalConfig().dump()) +
+                   RawRequest("GET", "vm.info")));
   EXPECT_EQ(connection.ReadResponse().value_or("").substr(0, 15), "HTTP/1.1 404 \r\n");
   EXPECT_EQ(connection.ReadResponse().value_or("").substr(0, 15), "HTTP/1.1 200 \r\n");
   EXPECT_EQ(connection.ReadResponse().value_or("").substr(0, 15), "HTTP/1.1 204 \r\n");
@@ -404,8 +407,8 @@ TEST_F(FakeCloudHypervisorTest, EleventhConnectionWaitsUnansweredInBacklogMode) 
   std::vector<std::unique_ptr<RawConnection>> held;
   ASSERT_NO_FATAL_FAILURE(TakeEveryConnectionSlot(held));
   RawConnection eleventh;
-  ASSERT_TRUE(eleventh.Connect(socket_));  // the kernel's backlog takes it
-  ASSERT_TRUE(eleventh.Send(RawRequest("GET", "vmm.ping")));
+  // The kernel's backlog takes the connection.
+  ASSERT_TRUE(eleventh.ConnectAndSend(socket_, RawRequest("GET", "vmm.ping")));
   EXPECT_FALSE(eleventh.ReadResponse(milliseconds(300)));
 
   held[0]->Close();
@@ -417,16 +420,15 @@ TEST_F(FakeCloudHypervisorTest, EleventhConnectionWaitsUnansweredInBacklogMode) 
 TEST_F(FakeCloudHypervisorTest, MalformedRequestGetsMicroHttps400AndTheConnectionIsClosed) {
   Start();
   RawConnection garbage;
-  ASSERT_TRUE(garbage.Connect(socket_));
-  ASSERT_TRUE(garbage.Send("GARBAGE\r\n\r\n"));
+  ASSERT_TRUE(garbage.ConnectAndSend(socket_, "GARBAGE\r\n\r\n"));
   const std::string reply = garbage.ReadUntilClosed().value_or("(not closed)");
   EXPECT_EQ(reply.substr(0, 15), "HTTP/1.1 400 \r\n");
   EXPECT_TRUE(Contains(reply, "Server: Firecracker API\r\n")) << reply;
   EXPECT_TRUE(Contains(reply, "All previous unanswered requests will be dropped.")) << reply;
 
   RawConnection chunked;
-  ASSERT_TRUE(chunked.Connect(socket_));
-  ASSERT_TRUE(chunked.Send(
+  ASSERT_TRUE(chunked.ConnectAndSend(
+      socket_,
       "PUT /api/v1/vm.create HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"));
   EXPECT_EQ(chunked.ReadUntilClosed().value_or("(not closed)").substr(0, 15), "HTTP/1.1 400 \r\n");
 
