@@ -57,7 +57,7 @@ std::string BackendParamName(const ::testing::TestParamInfo<std::string>& info);
 // directory of the test's own (VmletTest), one vmlet process at a time, and
 // the backend of the driver under test. TearDown ends vmlet, then every
 // process naming the temporary directory (VMMs, sidecars), then the other
-// processes the test started; when the test failed, it first prints the end
+// processes the test started; when the test failed, it also prints the end
 // of vmlet's logs and of a few VMs' files.
 class E2eTest : public VmletTest {
  protected:
