@@ -77,6 +77,7 @@
 #include "drivers/host/process_launcher.h"
 #include "drivers/qemu/qmp_client.h"
 #include "tests/support/files.h"
+#include "tests/support/manifest_builder.h"
 #include "tests/support/test_guest.h"
 #include "tests/support/vmlet_process.h"
 
@@ -359,20 +360,11 @@ class Node {
 
  private:
   std::string Manifest(const std::string& name, const std::string& desired) const {
-    std::ostringstream m;
-    m << "apiVersion: vmlet.dev/v1alpha1\n"
-      << "kind: VirtualMachine\n"
-      << "metadata:\n"
-      << "  name: " << name << "\n"
-      << "  namespace: " << kNamespace << "\n"
-      << "spec:\n"
-      << "  desiredState: " << desired << "\n"
-      << "  driver: qemu\n"
-      << "  kernel: " << guest_.kernel << "\n"
-      << "  initramfs: " << guest_.initramfs << "\n"
-      << "  cpus: " << kCpus << "\n"
-      << "  memoryMb: " << kMemoryMb << "\n";
-    return m.str();
+    return testing::VmManifest(
+        {kNamespace, name},
+        "  desiredState: " + desired + "\n  driver: qemu\n  kernel: " + guest_.kernel +
+            "\n  initramfs: " + guest_.initramfs + "\n  cpus: " + std::to_string(kCpus) +
+            "\n  memoryMb: " + std::to_string(kMemoryMb) + "\n");
   }
 
   std::string root_;
