@@ -19,10 +19,25 @@ TempDir::TempDir(std::string_view purpose) {
   path_ = buffer.data();
 }
 
-TempDir::~TempDir() {
-  // A test may leave files it made unreadable or read-only behind; removal
-  // by root ignores that, and a non-root failure here must not abort.
+namespace {
+
+// Gives the owner every permission on `dir` and on every directory below it,
+// so that remove_all can enter them: a test may leave a directory it made
+// unreadable (mode 0) behind, which only root could remove as it is.
+void OpenForRemoval(const std::filesystem::path& dir) {
   std::error_code ignored;
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                               std::filesystem::perm_options::add, ignored);
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ignored)) {
+    if (entry.is_directory(ignored) && !entry.is_symlink(ignored)) OpenForRemoval(entry.path());
+  }
+}
+
+}  // namespace
+
+TempDir::~TempDir() {
+  OpenForRemoval(path_);
+  std::error_code ignored;  // a destructor reports nothing; what is left is in /tmp
   std::filesystem::remove_all(path_, ignored);
 }
 
