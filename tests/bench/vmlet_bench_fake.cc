@@ -59,7 +59,7 @@
 #include "drivers/host/real_clock.h"
 #include "drivers/vmm_identity.h"
 #include "manifests/directory_source.h"
-#include "tests/fakes/fake_manifest.h"
+#include "tests/support/manifest_builder.h"
 
 namespace {
 

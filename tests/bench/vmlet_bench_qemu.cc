@@ -77,7 +77,10 @@
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
 #include "drivers/qemu/qmp_client.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/files.h"
+#include "tests/support/manifest_builder.h"
+#include "tests/support/test_guest.h"
+#include "tests/support/vmlet_process.h"
 
 namespace {
 
@@ -87,6 +90,7 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Steady = std::chrono::steady_clock;
+using vmlet::testing::ReadFile;
 
 constexpr char kQemu[] = "qemu-system-x86_64";  // found on PATH, as vmlet finds it
 constexpr char kNamespace[] = "bench";
@@ -107,28 +111,6 @@ double Ms(Steady::duration d) { return std::chrono::duration<double, std::milli>
 double Round(double v, int digits = 3) {
   const double scale = std::pow(10.0, digits);
   return std::round(v * scale) / scale;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
-// The lines a command printed on stdout, or none when it failed.
-std::optional<std::vector<std::string>> CommandOutput(const std::string& cmd) {
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return std::nullopt;
-  std::vector<std::string> lines;
-  char buf[4096];
-  while (std::fgets(buf, sizeof buf, pipe) != nullptr) {
-    std::string line(buf);
-    while (!line.empty() && line.back() == '\n') line.pop_back();
-    lines.push_back(line);
-  }
-  if (::pclose(pipe) != 0) return std::nullopt;
-  return lines;
 }
 
 // Wakes its owner on any change in one directory (which may not exist yet,
@@ -283,10 +265,7 @@ double OwnCpuMs() {
   return ms(usage.ru_utime) + ms(usage.ru_stime);
 }
 
-struct Guest {
-  std::string kernel;
-  std::string initramfs;
-};
+using vmlet::testing::Guest;
 
 struct BootSample {
   double manifest_to_ready_ms;
@@ -383,20 +362,11 @@ class Node {
 
  private:
   std::string Manifest(const std::string& name, const std::string& desired) const {
-    std::ostringstream m;
-    m << "apiVersion: vmlet.dev/v1alpha1\n"
-      << "kind: VirtualMachine\n"
-      << "metadata:\n"
-      << "  name: " << name << "\n"
-      << "  namespace: " << kNamespace << "\n"
-      << "spec:\n"
-      << "  desiredState: " << desired << "\n"
-      << "  driver: qemu\n"
-      << "  kernel: " << guest_.kernel << "\n"
-      << "  initramfs: " << guest_.initramfs << "\n"
-      << "  cpus: " << kCpus << "\n"
-      << "  memoryMb: " << kMemoryMb << "\n";
-    return m.str();
+    return testing::VmManifest(
+        {kNamespace, name},
+        "  desiredState: " + desired + "\n  driver: qemu\n  kernel: " + guest_.kernel +
+            "\n  initramfs: " + guest_.initramfs + "\n  cpus: " + std::to_string(kCpus) +
+            "\n  memoryMb: " + std::to_string(kMemoryMb) + "\n");
   }
 
   std::string root_;
@@ -638,17 +608,11 @@ json RunBench(Node& node, const Guest& guest, const std::string& tmp, int runs) 
 int main(int argc, char** argv) {
   const Options options = ParseArgs(argc, argv);
 
-  const std::string build_guest = std::string(VMLET_SOURCE_DIR) + "/tests/guest/build-guest";
-  const std::optional<std::vector<std::string>> guest_paths = CommandOutput(build_guest);
-  if (!guest_paths || guest_paths->size() != 2) {
-    std::cerr << "vmlet_bench_qemu: " << build_guest
-              << (guest_paths ? " printed " + std::to_string(guest_paths->size()) +
-                                    " lines, not the kernel's and the initramfs' paths"
-                              : " failed (its own message is above)")
-              << "\n";
+  const Guest& guest = vmlet::testing::TestGuest();
+  if (!guest.error.empty()) {
+    std::cerr << "vmlet_bench_qemu: " << guest.error << "\n";
     return 1;
   }
-  const Guest guest{(*guest_paths)[0], (*guest_paths)[1]};
 
   char tmp_pattern[] = "/tmp/vmlet-bench-qemu-XXXXXX";
   if (::mkdtemp(tmp_pattern) == nullptr) {
@@ -662,7 +626,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   try {
     const std::optional<std::vector<std::string>> version =
-        CommandOutput(std::string(kQemu) + " --version");
+        vmlet::testing::CommandOutputLines(std::string(kQemu) + " --version");
     if (!version || version->empty()) Fail(std::string(kQemu) + " --version failed");
     figures = RunBench(node, guest, tmp, options.runs);
     figures["host"] = {{"nproc", std::thread::hardware_concurrency()},

@@ -23,43 +23,17 @@
 
 #include "api/vm_key.h"
 #include "tests/e2e/vmm_backend.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/files.h"
+#include "tests/support/http_client.h"
+#include "tests/support/test_guest.h"
+#include "tests/support/vmlet_process.h"
+#include "tests/support/vmlet_test.h"
+#include "tests/support/wait_for.h"
 
 namespace vmlet::testing {
 
 // TCG boots of the test guest take ~3 s alone, longer on a busy CI host.
 inline constexpr std::chrono::seconds kBootTimeout{90};
-
-// The whole file, or "" when it cannot be read.
-std::string ReadFile(const std::string& path);
-
-// Writes `content` to a temporary file next to `path`, then renames it over
-// `path`, so that a reader sees the old or the new content, never a part.
-void WriteFileAtomically(const std::string& path, const std::string& content);
-
-// Polls `done` every 25 ms until it returns true (true) or `timeout` has
-// passed (false).
-bool WaitFor(std::chrono::milliseconds timeout, const std::function<bool()>& done);
-
-// The test guest's kernel and initramfs (tests/guest/build-guest, run once
-// per test binary; it caches under $VMLET_GUEST_DIR). `error` is "" when the
-// two paths are set.
-struct Guest {
-  std::string kernel;
-  std::string initramfs;
-  std::string error;
-};
-const Guest& TestGuest();
-
-// One HTTP GET (libcurl, 10 s at most): `status` is the HTTP status (0 when
-// none came) and `error` libcurl's reason when the transfer failed.
-struct HttpReply {
-  long status = 0;
-  std::string body;
-  std::string error;
-};
-// GET `url`, over the Unix socket `unix_socket` when it is not empty.
-HttpReply HttpGet(const std::string& url, const std::string& unix_socket = "");
 
 // Live (not zombie) processes, other than this one, whose command line has
 // an argument for which `matches` is true.
@@ -75,26 +49,47 @@ std::vector<pid_t> VirtiofsdPids(const std::string& dir);
 // True while `pid` is a live (not zombie) process.
 bool Alive(pid_t pid);
 
-// The base of every e2e fixture: a temporary directory (manifests/, state/)
-// per test, one vmlet process at a time, and the backend of the driver under
-// test. TearDown ends vmlet, then every process naming the temporary
-// directory (VMMs, sidecars), then the other processes the test started, and
-// removes the directory; when the test failed, it first prints the end of
-// vmlet's logs and of a few VMs' files.
-class E2eTest : public ::testing::Test {
+// The test name of a test parameterised by the name of a VmmBackend
+// (MakeVmmBackend): "qemu-as-nobody" becomes "qemu_as_nobody".
+std::string BackendParamName(const ::testing::TestParamInfo<std::string>& info);
+
+// The base of every e2e fixture: vmlet's directories in a temporary
+// directory of the test's own (VmletTest), one vmlet process at a time, and
+// the backend of the driver under test. TearDown ends vmlet, then every
+// process naming the temporary directory (VMMs, sidecars), then the other
+// processes the test started; when the test failed, it also prints the end
+// of vmlet's logs and of a few VMs' files.
+class E2eTest : public VmletTest {
  protected:
-  explicit E2eTest(VmmBackendPtr backend) : backend_(std::move(backend)) {}
+  explicit E2eTest(VmmBackendPtr backend)
+      : VmletTest("e2e", VMLET_BINARY), backend_(std::move(backend)) {}
 
   void SetUp() override;
   void TearDown() override;
 
-  std::string ManifestPath(const api::VmKey& key) const;
-  std::string VmDir(const api::VmKey& key) const;
+  // manifests/<namespace>-<name>.yaml.
+  std::string ManifestPath(const api::VmKey& key) const override;
 
   // A manifest of the test guest for the backend's driver; `extra` is
   // appended to its spec.
   std::string Manifest(const api::VmKey& key, const std::string& extra = "") const;
-  void WriteManifest(const api::VmKey& key, const std::string& content);
+
+  // Writes the test guest's manifest of `key`, starts vmlet, and waits until
+  // the VM is Ready. Returns its VMM's pid, or 0 (a test failure, reported)
+  // when it did not get there.
+  pid_t BootToReady(const api::VmKey& key);
+
+  // A read-write and a readOnly shared dir, made under the test's directory,
+  // and the manifest of `key` sharing both with the guest, whose init mounts
+  // both and writes a file to each (tests/guest/init).
+  struct SharedDirs {
+    std::string rw;
+    std::string ro;
+  };
+  SharedDirs WriteSharedDirsManifest(const api::VmKey& key);
+  // What the guest of such a VM shows: its write to `dirs.rw` worked (the
+  // file is there), its write to `dirs.ro` failed and left nothing.
+  void ExpectGuestWroteOnlyToTheReadWriteDir(const api::VmKey& key, const SharedDirs& dirs);
 
   // Starts `vmlet run` (debug log, resync 5 s, the backend's flags, then
   // `extra_flags`; no metrics unless `extra_flags` has --metrics-addr),
@@ -103,10 +98,6 @@ class E2eTest : public ::testing::Test {
   // SIGTERM to vmlet, and its exit within `timeout`.
   void StopVmlet(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-  // status.json (a discarded value when it cannot be read or parsed).
-  nlohmann::json Status(const api::VmKey& key) const;
-  static std::string Phase(const nlohmann::json& status);
-  static pid_t VmmPid(const nlohmann::json& status);
   static std::string ConditionStatus(const nlohmann::json& status, const std::string& type);
   // events.jsonl as it is on disk.
   std::string Events(const api::VmKey& key) const;
@@ -123,11 +114,6 @@ class E2eTest : public ::testing::Test {
   std::string RunState(const std::string& vm_dir) const { return backend_->RunState(vm_dir); }
 
   VmmBackend& backend() { return *backend_; }
-
-  std::string tmp_, manifests_, state_;
-  VmletProcess vmlet_;
-  std::vector<std::unique_ptr<VmletProcess>> others_;  // non-vmlet processes a test started
-  std::vector<std::string> logs_;
 
  private:
   VmmBackendPtr backend_;

@@ -36,7 +36,8 @@
 #include "drivers/host/linux_proc_fs.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/vmm_backend.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/vmlet_process.h"
 
 namespace vmlet::testing {
 namespace {
@@ -205,11 +206,6 @@ struct Node {
   std::string VmDir(const std::string& vm) const { return state + "/vms/" + kNamespace + "/" + vm; }
 };
 
-struct CommandResult {
-  int exit_code = -1;  // -1: did not start, was killed, or timed out
-  std::string output;  // stdout and stderr
-};
-
 class FleetE2eTest : public E2eTest {
  protected:
   FleetE2eTest() : E2eTest(MakeQemuBackend()) {}
@@ -251,22 +247,7 @@ class FleetE2eTest : public E2eTest {
       for (const std::string& arg : args) log << " " << arg;
       log << "\n";
     }
-    const auto start = fs::file_size(commands_log_);
-    VmletProcess process;
-    CommandResult result;
-    if (std::string error = process.Start(binary, args, commands_log_); !error.empty()) {
-      result.output = error;
-      return result;
-    }
-    const std::optional<int> status = process.WaitForExit(kCommandTimeout);
-    if (!status) {
-      process.KillAndReap();
-      result.output = "timed out after " + std::to_string(kCommandTimeout.count()) + " s";
-      return result;
-    }
-    if (WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
-    result.output = ReadFile(commands_log_).substr(start);
-    return result;
+    return RunToExit(binary, args, commands_log_, kCommandTimeout);
   }
 
   // "" when `git args...` succeeded, else what it said.
@@ -674,11 +655,9 @@ TEST_F(FleetE2eTest, EachVmRunsOnTheNodeItsManifestNamesAndMovesWithoutRunningTw
 // rejects it with the error at its spec (exit status 1), and accepts it
 // again once it names a node; without the flag the manifest is valid.
 TEST(FleetValidateTest, RequireNodeNameRejectsAManifestWithoutNodeName) {
-  char dir[] = "/tmp/vmlet-e2e-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir), nullptr);
-  const std::string tmp = dir;
-  const std::string file = tmp + "/d.yaml";
-  const std::string log = tmp + "/validate.log";
+  const TempDir tmp_dir("e2e");
+  const std::string file = tmp_dir / "d.yaml";
+  const std::string log = tmp_dir / "validate.log";
   const std::string manifest =
       "apiVersion: vmlet.dev/v1alpha1\n"
       "kind: VirtualMachine\n"
@@ -687,18 +666,7 @@ TEST(FleetValidateTest, RequireNodeNameRejectsAManifestWithoutNodeName) {
       "spec:\n"
       "  kernel: /var/lib/vmlet/images/vmlinuz\n";
   auto validate = [&](const std::vector<std::string>& args) {
-    std::error_code ignored;
-    fs::remove(log, ignored);
-    VmletProcess vmlet;
-    CommandResult result;
-    if (std::string error = vmlet.Start(VMLET_BINARY, args, log); !error.empty()) {
-      result.output = error;
-      return result;
-    }
-    const std::optional<int> status = vmlet.WaitForExit(kCommandTimeout);
-    if (status && WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
-    result.output = ReadFile(log);
-    return result;
+    return RunToExit(VMLET_BINARY, args, log, kCommandTimeout);
   };
 
   WriteFileAtomically(file, manifest);
@@ -719,9 +687,6 @@ TEST(FleetValidateTest, RequireNodeNameRejectsAManifestWithoutNodeName) {
   r = validate({"validate", "--require-node-name", file});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("1 valid VirtualMachine, 0 errors\n"), std::string::npos) << r.output;
-
-  std::error_code ignored;
-  fs::remove_all(tmp, ignored);
 }
 
 }  // namespace

@@ -20,7 +20,8 @@
 #include "api/vm_key.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/vmm_backend.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/proc_status.h"
+#include "tests/support/vmlet_process.h"
 
 namespace vmlet::testing {
 namespace {
@@ -31,19 +32,6 @@ using std::chrono::seconds;
 
 // `nobody`: the unprivileged user every Debian system has.
 constexpr char kUser[] = "nobody";
-
-// The value of a "Key:\t..." line of /proc/PID/status, or "".
-std::string ProcStatus(pid_t pid, const std::string& key) {
-  std::istringstream lines(ReadFile("/proc/" + std::to_string(pid) + "/status"));
-  for (std::string line; std::getline(lines, line);) {
-    if (line.rfind(key + ":", 0) == 0) {
-      std::string value = line.substr(key.size() + 1);
-      value.erase(0, value.find_first_not_of(" \t"));
-      return value;
-    }
-  }
-  return "";
-}
 
 struct FileMode {
   mode_t mode = 0;  // permission bits, with sticky
@@ -64,9 +52,11 @@ std::string Octal(mode_t mode) {
   return out.str();
 }
 
-class LeastPrivilegeE2eTest : public E2eTest {
+// The backend is the parameter: "qemu-as-nobody" or
+// "cloud-hypervisor-as-nobody" (vmlet run --vmm-user nobody).
+class LeastPrivilegeE2eTest : public E2eTest, public ::testing::WithParamInterface<std::string> {
  protected:
-  LeastPrivilegeE2eTest() : E2eTest(MakeQemuBackendAsUser(kUser)) {}
+  LeastPrivilegeE2eTest() : E2eTest(MakeVmmBackend(GetParam())) {}
 
   void SetUp() override {
     if (::geteuid() != 0) GTEST_SKIP() << "running VMMs as another user needs root";
@@ -81,28 +71,39 @@ class LeastPrivilegeE2eTest : public E2eTest {
   gid_t gid_ = 0;
 };
 
-// Given --vmm-user nobody, the VM boots to Ready with a QEMU whose real,
-// effective, saved and filesystem uids and gids are nobody's, under a
-// seccomp filter (-sandbox on), with no capabilities and no_new_privs; the
-// state directory and the VM's directory are as tight as they can be, and
-// QMP's socket is the VMM's alone.
-TEST_F(LeastPrivilegeE2eTest, QemuRunsAsTheVmmUserUnderSeccompWithoutCapabilities) {
+INSTANTIATE_TEST_SUITE_P(EveryDriver, LeastPrivilegeE2eTest,
+                         ::testing::Values("qemu-as-nobody", "cloud-hypervisor-as-nobody"),
+                         BackendParamName);
+
+// What only the qemu driver does (refusing unreadable images before a
+// launch, shared dirs through virtiofsd, --share-root).
+class LeastPrivilegeQemuE2eTest : public LeastPrivilegeE2eTest {};
+
+INSTANTIATE_TEST_SUITE_P(Qemu, LeastPrivilegeQemuE2eTest, ::testing::Values("qemu-as-nobody"),
+                         BackendParamName);
+
+// Given --vmm-user nobody, the VM boots to Ready with a VMM whose real,
+// effective, saved and filesystem uids and gids are nobody's, with no
+// capabilities and no_new_privs, confined further by the hypervisor's own
+// means (QEMU: a seccomp filter, -sandbox on; Cloud Hypervisor: Landlock
+// confined to the VM's directory, asked for in vm.create, which the stand-in
+// checks against CH's OpenAPI schema); the state directory and the VM's
+// directory are as tight as they can be, and the control socket (QMP's, CH's
+// API socket) is the VMM's alone, 0600.
+TEST_P(LeastPrivilegeE2eTest, TheVmmRunsAsTheVmmUserConfinedWithoutCapabilities) {
   const api::VmKey key{"demo", "least"};
-  WriteManifest(key, Manifest(key));
-  StartVmlet();
-  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
-  const pid_t pid = VmmPid(Status(key));
+  const pid_t pid = BootToReady(key);
   ASSERT_GT(pid, 0);
   ASSERT_EQ(VmmPids(VmDir(key)), std::vector<pid_t>{pid});
 
   const std::string uid = std::to_string(uid_), gid = std::to_string(gid_);
-  EXPECT_EQ(ProcStatus(pid, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid);
-  EXPECT_EQ(ProcStatus(pid, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid);
-  EXPECT_EQ(ProcStatus(pid, "Seccomp"), "2");
-  EXPECT_EQ(ProcStatus(pid, "NoNewPrivs"), "1");
-  EXPECT_EQ(ProcStatus(pid, "CapEff"), "0000000000000000");
-  EXPECT_EQ(ProcStatus(pid, "CapPrm"), "0000000000000000");
-  EXPECT_EQ(ProcStatus(pid, "CapBnd"), "0000000000000000");
+  EXPECT_EQ(ProcStatusField(pid, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid);
+  EXPECT_EQ(ProcStatusField(pid, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid);
+  EXPECT_EQ(ProcStatusField(pid, "NoNewPrivs"), "1");
+  EXPECT_EQ(ProcStatusField(pid, "CapEff"), "0000000000000000");
+  EXPECT_EQ(ProcStatusField(pid, "CapPrm"), "0000000000000000");
+  EXPECT_EQ(ProcStatusField(pid, "CapBnd"), "0000000000000000");
+  EXPECT_EQ(backend().MissingConfinementEvidence(pid, VmDir(key)), "");
 
   // Nobody else may list the state directory; the VMM user may only pass
   // through it to its VM's directory, which is root's, shared with the
@@ -117,10 +118,11 @@ TEST_F(LeastPrivilegeE2eTest, QemuRunsAsTheVmmUserUnderSeccompWithoutCapabilitie
   EXPECT_EQ(Octal(vm_dir.mode), "1770");
   EXPECT_EQ(vm_dir.uid, 0u);
   EXPECT_EQ(vm_dir.gid, gid_);
-  const FileMode qmp = ModeOf(VmDir(key) + "/qmp.sock");
-  ASSERT_TRUE(qmp.ok);
-  EXPECT_EQ(Octal(qmp.mode), "600") << "qmp.sock";
-  EXPECT_EQ(qmp.uid, uid_) << "qmp.sock";
+  const std::string control_socket = backend().ControlSocket(VmDir(key));
+  const FileMode socket = ModeOf(control_socket);
+  ASSERT_TRUE(socket.ok) << control_socket;
+  EXPECT_EQ(Octal(socket.mode), "600") << control_socket;
+  EXPECT_EQ(socket.uid, uid_) << control_socket;
   for (const char* file : {"record.json", "status.json", "events.jsonl", "vmm.log"}) {
     const FileMode m = ModeOf(VmDir(key) + "/" + std::string(file));
     ASSERT_TRUE(m.ok) << file;
@@ -136,7 +138,7 @@ TEST_F(LeastPrivilegeE2eTest, QemuRunsAsTheVmmUserUnderSeccompWithoutCapabilitie
 // Given a kernel the VMM user cannot read, no QEMU is launched: the VM
 // waits in Starting with reason ImageNotReadable, is tried again with
 // backoff (no restart, no crash), and boots once the file is readable.
-TEST_F(LeastPrivilegeE2eTest, AKernelTheVmmUserCannotReadIsImageNotReadableUntilFixed) {
+TEST_P(LeastPrivilegeQemuE2eTest, AKernelTheVmmUserCannotReadIsImageNotReadableUntilFixed) {
   const api::VmKey key{"demo", "unreadable"};
   const std::string kernel = tmp_ + "/images/" + fs::path(TestGuest().kernel).filename().string();
   ASSERT_EQ(::chmod(kernel.c_str(), 0600), 0);
@@ -173,7 +175,7 @@ TEST_F(LeastPrivilegeE2eTest, AKernelTheVmmUserCannotReadIsImageNotReadableUntil
 // Given --share-root, a shared dir that escapes it through a symlink is
 // refused by `vmlet validate` and by `vmlet run` (no QEMU, no virtiofsd, the
 // error in the VM's status), while a shared dir inside boots.
-TEST_F(LeastPrivilegeE2eTest, ASharedDirEscapingItsShareRootThroughASymlinkIsRefused) {
+TEST_P(LeastPrivilegeQemuE2eTest, ASharedDirEscapingItsShareRootThroughASymlinkIsRefused) {
   const std::string shares = tmp_ + "/shares";
   fs::create_directories(shares + "/data");
   fs::create_directory_symlink("/etc", shares + "/etc");
@@ -187,17 +189,12 @@ TEST_F(LeastPrivilegeE2eTest, ASharedDirEscapingItsShareRootThroughASymlinkIsRef
       "spec.sharedDirs[0].hostPath: resolves to \"/etc\", outside every --share-root (" +
       shares + ")";
 
-  VmletProcess validate;
-  const std::string out = tmp_ + "/validate.out";
-  ASSERT_EQ(validate.Start(VMLET_BINARY,
-                           {"validate", "--share-root", shares, ManifestPath(good), ManifestPath(bad)},
-                           out),
-            "");
-  std::optional<int> exit = validate.WaitForExit(seconds(30));
-  ASSERT_TRUE(exit.has_value());
-  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 1) << ReadFile(out);
-  EXPECT_NE(ReadFile(out).find(ManifestPath(bad) + ":"), std::string::npos) << ReadFile(out);
-  EXPECT_NE(ReadFile(out).find(reason), std::string::npos) << ReadFile(out);
+  const CommandResult validate = RunToExit(
+      VMLET_BINARY, {"validate", "--share-root", shares, ManifestPath(good), ManifestPath(bad)},
+      tmp_ + "/validate.out", seconds(30));
+  EXPECT_EQ(validate.exit_code, 1) << validate.output;
+  EXPECT_NE(validate.output.find(ManifestPath(bad) + ":"), std::string::npos) << validate.output;
+  EXPECT_NE(validate.output.find(reason), std::string::npos) << validate.output;
 
   StartVmlet({"--share-root", shares});
   ASSERT_TRUE(WaitPhase(good, "Ready", kBootTimeout));
@@ -210,84 +207,21 @@ TEST_F(LeastPrivilegeE2eTest, ASharedDirEscapingItsShareRootThroughASymlinkIsRef
   EXPECT_TRUE(VirtiofsdPids(VmDir(bad)).empty());
 }
 
-class LeastPrivilegeChE2eTest : public E2eTest {
- protected:
-  LeastPrivilegeChE2eTest()
-      : E2eTest(MakeCloudHypervisorBackendAsUser(FAKE_CH_BINARY, FAKE_CH_OPENAPI, kUser)) {}
-
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "running VMMs as another user needs root";
-    passwd* pw = ::getpwnam(kUser);
-    ASSERT_NE(pw, nullptr) << "no user " << kUser;
-    uid_ = pw->pw_uid;
-    gid_ = pw->pw_gid;
-    E2eTest::SetUp();
-  }
-
-  uid_t uid_ = 0;
-  gid_t gid_ = 0;
-};
-
-// Given --vmm-user nobody and the cloud-hypervisor driver (its stand-in),
-// the VM boots to Ready with a VMM that has nobody's ids, no capabilities
-// and no_new_privs; its API socket is 0600 and its own; vm.create asked for
-// Landlock confined to the VM's directory (the stand-in checks the body
-// against CH's OpenAPI schema).
-TEST_F(LeastPrivilegeChE2eTest, CloudHypervisorRunsAsTheVmmUserWithoutCapabilities) {
-  const api::VmKey key{"demo", "least-ch"};
-  WriteManifest(key, Manifest(key));
-  StartVmlet();
-  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
-  const pid_t pid = VmmPid(Status(key));
-  ASSERT_GT(pid, 0);
-  const std::string uid = std::to_string(uid_), gid = std::to_string(gid_);
-  EXPECT_EQ(ProcStatus(pid, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid);
-  EXPECT_EQ(ProcStatus(pid, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid);
-  EXPECT_EQ(ProcStatus(pid, "NoNewPrivs"), "1");
-  EXPECT_EQ(ProcStatus(pid, "CapEff"), "0000000000000000");
-  EXPECT_EQ(ProcStatus(pid, "CapBnd"), "0000000000000000");
-  const FileMode vm_dir = ModeOf(VmDir(key));
-  EXPECT_EQ(Octal(vm_dir.mode), "1770");
-  EXPECT_EQ(vm_dir.gid, gid_);
-  const FileMode socket = ModeOf(VmDir(key) + "/ch.sock");
-  ASSERT_TRUE(socket.ok);
-  EXPECT_EQ(Octal(socket.mode), "600");
-  EXPECT_EQ(socket.uid, uid_);
-  const HttpReply info = HttpGet("http://localhost/api/v1/vm.info", VmDir(key) + "/ch.sock");
-  const json config = json::parse(info.body, nullptr, false);
-  ASSERT_TRUE(config.is_object()) << info.error << info.body;
-  EXPECT_EQ(config["config"].value("landlock_enable", false), true) << info.body;
-  EXPECT_EQ(config["config"].value("landlock_rules", json()),
-            json::parse(R"([{"path": ")" + VmDir(key) + R"(", "access": "rw"}])"))
-      << info.body;
-}
-
 // Given --vmm-user and a VM with a read-write and a readOnly shared dir:
 // each virtiofsd runs as the VMM user too (in a user namespace of its own,
 // where its chroot sandbox and the read-only bind mount still work), its
 // socket the user's, 0600; QEMU connects; the guest writes to the
 // read-write dir (the file is the VMM user's) and cannot write to the
 // readOnly one.
-TEST_F(LeastPrivilegeE2eTest, SharedDirsWorkWithAnUnprivilegedQemu) {
+TEST_P(LeastPrivilegeQemuE2eTest, SharedDirsWorkWithAnUnprivilegedQemu) {
   const api::VmKey key{"demo", "shared"};
-  const std::string rw = tmp_ + "/share-rw", ro = tmp_ + "/share-ro";
-  fs::create_directories(rw);
-  fs::create_directories(ro);
+  const SharedDirs dirs = WriteSharedDirsManifest(key);
   // The VMM user's to write, as its disks are.
-  ASSERT_EQ(::chown(rw.c_str(), uid_, gid_), 0);
-  WriteManifest(key, Manifest(key,
-                              "  cmdline: \"console=ttyS0 panic=-1 vmlet.mount=rw vmlet.mount=ro "
-                              "vmlet.write=rw vmlet.write=ro\"\n"
-                              "  sharedDirs:\n"
-                              "    - {hostPath: " +
-                                  rw +
-                                  ", tag: rw}\n"
-                                  "    - {hostPath: " +
-                                  ro + ", tag: ro, readOnly: true}\n"));
+  ASSERT_EQ(::chown(dirs.rw.c_str(), uid_, gid_), 0);
   StartVmlet();
   ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
   const pid_t qemu = VmmPid(Status(key));
-  EXPECT_EQ(ProcStatus(qemu, "Uid").substr(0, ProcStatus(qemu, "Uid").find('\t')),
+  EXPECT_EQ(ProcStatusField(qemu, "Uid").substr(0, ProcStatusField(qemu, "Uid").find('\t')),
             std::to_string(uid_));
   for (const char* tag : {"rw", "ro"}) {
     const FileMode socket = ModeOf(VmDir(key) + "/virtiofs-" + std::string(tag) + ".sock");
@@ -299,15 +233,11 @@ TEST_F(LeastPrivilegeE2eTest, SharedDirsWorkWithAnUnprivilegedQemu) {
   ASSERT_FALSE(sidecars.empty());
   const std::string uid = std::to_string(uid_);
   for (pid_t sidecar : sidecars) {
-    EXPECT_EQ(ProcStatus(sidecar, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid)
+    EXPECT_EQ(ProcStatusField(sidecar, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid)
         << "virtiofsd " << sidecar;
   }
-  const std::string serial = ReadFile(VmDir(key) + "/serial.log");
-  EXPECT_NE(serial.find("VMLET_WRITE rw ok"), std::string::npos) << serial;
-  EXPECT_NE(serial.find("VMLET_WRITE ro failed"), std::string::npos) << serial;
-  EXPECT_EQ(ReadFile(rw + "/written-by-guest"), "written by the guest\n");
-  EXPECT_EQ(ModeOf(rw + "/written-by-guest").uid, uid_);
-  EXPECT_FALSE(fs::exists(ro + "/written-by-guest"));
+  ExpectGuestWroteOnlyToTheReadWriteDir(key, dirs);
+  EXPECT_EQ(ModeOf(dirs.rw + "/written-by-guest").uid, uid_);
 }
 
 }  // namespace

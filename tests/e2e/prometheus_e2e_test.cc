@@ -31,7 +31,8 @@
 #include "api/vm_key.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/vmm_backend.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/free_port.h"
+#include "tests/support/vmlet_process.h"
 
 namespace vmlet::testing {
 namespace {
@@ -49,38 +50,6 @@ constexpr char kInterval[] = "1s";
 // How long Prometheus may take to show something that has already happened
 // in vmlet (a scrape and a rule evaluation are each 1 s apart).
 constexpr seconds kScrapeTimeout{60};
-
-// A loopback TCP port that was free a moment ago (0 when none was found).
-int FreeLoopbackPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-std::string UrlEncode(const std::string& text) {
-  std::string out;
-  for (const unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      char hex[4];
-      std::snprintf(hex, sizeof hex, "%%%02X", c);
-      out += hex;
-    }
-  }
-  return out;
-}
 
 // The metric families docs/metrics.md lists (its table rows), with their
 // type ("gauge", "counter", "histogram").

@@ -33,18 +33,7 @@ class QemuE2eTest : public E2eTest {
 TEST_F(QemuE2eTest, SharedDirsAreServedBySidecarsAndReadOnlyIsEnforcedOnTheHost) {
   if (::geteuid() != 0) GTEST_SKIP() << "virtiofsd's sandbox needs root";
   const api::VmKey key{"demo", "shared"};
-  const std::string rw = tmp_ + "/share-rw", ro = tmp_ + "/share-ro";
-  fs::create_directories(rw);
-  fs::create_directories(ro);
-  WriteManifest(key, Manifest(key,
-                              "  cmdline: \"console=ttyS0 panic=-1 vmlet.mount=rw vmlet.mount=ro "
-                              "vmlet.write=rw vmlet.write=ro\"\n"
-                              "  sharedDirs:\n"
-                              "    - {hostPath: " +
-                                  rw +
-                                  ", tag: rw}\n"
-                                  "    - {hostPath: " +
-                                  ro + ", tag: ro, readOnly: true}\n"));
+  const SharedDirs dirs = WriteSharedDirsManifest(key);
   StartVmlet();
   ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
   // One recorded sidecar per dir, each alive (with its default namespace
@@ -58,11 +47,7 @@ TEST_F(QemuE2eTest, SharedDirsAreServedBySidecarsAndReadOnlyIsEnforcedOnTheHost)
     EXPECT_NE(std::find(running.begin(), running.end(), sidecar.value("pid", 0)), running.end())
         << sidecar.dump();
   }
-  const std::string serial = ReadFile(VmDir(key) + "/serial.log");
-  EXPECT_NE(serial.find("VMLET_WRITE rw ok"), std::string::npos) << serial;
-  EXPECT_NE(serial.find("VMLET_WRITE ro failed"), std::string::npos) << serial;
-  EXPECT_EQ(ReadFile(rw + "/written-by-guest"), "written by the guest\n");
-  EXPECT_FALSE(fs::exists(ro + "/written-by-guest"));
+  ExpectGuestWroteOnlyToTheReadWriteDir(key, dirs);
 
   fs::remove(ManifestPath(key));
   EXPECT_TRUE(WaitFor(seconds(60), [&] { return !fs::exists(VmDir(key)); }));

@@ -22,7 +22,7 @@
 #include "api/vm_key.h"
 #include "tests/e2e/e2e_fixture.h"
 #include "tests/e2e/vmm_backend.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/vmlet_process.h"
 
 namespace vmlet::testing {
 namespace {
@@ -30,15 +30,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using std::chrono::seconds;
-
-VmmBackendPtr MakeVmmBackend(const std::string& driver) {
-  if (driver == "cloud-hypervisor") return MakeCloudHypervisorBackend(FAKE_CH_BINARY);
-  if (driver == "qemu-as-nobody") return MakeQemuBackendAsUser("nobody");
-  if (driver == "cloud-hypervisor-as-nobody") {
-    return MakeCloudHypervisorBackendAsUser(FAKE_CH_BINARY, FAKE_CH_OPENAPI, "nobody");
-  }
-  return MakeQemuBackend();
-}
 
 // The driver under test is the parameter: "qemu", "cloud-hypervisor", or
 // either "-as-nobody" (vmlet run --vmm-user nobody: the VMM never runs as
@@ -51,11 +42,7 @@ class VmletE2eTest : public E2eTest, public ::testing::WithParamInterface<std::s
 INSTANTIATE_TEST_SUITE_P(EveryDriver, VmletE2eTest,
                          ::testing::Values("qemu", "cloud-hypervisor", "qemu-as-nobody",
                                            "cloud-hypervisor-as-nobody"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         BackendParamName);
 
 // Given a manifest, vmlet boots it to Ready; Paused pauses it (the
 // hypervisor agrees); Running resumes it; Stopped powers the guest off
@@ -110,10 +97,7 @@ TEST_P(VmletE2eTest, LifecycleFromManifestToDeletion) {
 // the restart.
 TEST_P(VmletE2eTest, SigkillOfTheVmmRebootsTheVmAndCountsARestart) {
   const api::VmKey key{"demo", "crashy"};
-  WriteManifest(key, Manifest(key));
-  StartVmlet();
-  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
-  const pid_t first = VmmPid(Status(key));
+  const pid_t first = BootToReady(key);
   ASSERT_GT(first, 0);
   ASSERT_EQ(::kill(first, SIGKILL), 0);
 
@@ -161,10 +145,8 @@ TEST_P(VmletE2eTest, VmletKilledWhileThreeVmsBootAdoptsThemWithoutRebooting) {
 // process is never signalled, and the VM is booted afresh.
 TEST_P(VmletE2eTest, RecordedPidOwnedByAStrangerIsNeverSignalledAndTheVmBootsAfresh) {
   const api::VmKey key{"demo", "reused"};
-  WriteManifest(key, Manifest(key));
-  StartVmlet();
-  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
-  const pid_t vmm = VmmPid(Status(key));
+  const pid_t vmm = BootToReady(key);
+  ASSERT_GT(vmm, 0);
   StopVmlet();
   ASSERT_EQ(::kill(vmm, SIGKILL), 0);
   ASSERT_TRUE(WaitFor(seconds(10), [&] { return !Alive(vmm); }));
@@ -195,10 +177,8 @@ TEST_P(VmletE2eTest, RecordedPidOwnedByAStrangerIsNeverSignalledAndTheVmBootsAfr
 // second one.
 TEST_P(VmletE2eTest, CorruptRecordIsQuarantinedAndTheRunningVmAdopted) {
   const api::VmKey key{"demo", "corrupt"};
-  WriteManifest(key, Manifest(key));
-  StartVmlet();
-  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
-  const pid_t vmm = VmmPid(Status(key));
+  const pid_t vmm = BootToReady(key);
+  ASSERT_GT(vmm, 0);
   StopVmlet();
   WriteFileAtomically(VmDir(key) + "/record.json", "{\"version\": 1, \"vmm\": {\"pid\": ");
 
@@ -222,10 +202,8 @@ TEST_P(VmletE2eTest, CorruptRecordIsQuarantinedAndTheRunningVmAdopted) {
 // untouched and shows the error in its status.
 TEST_P(VmletE2eTest, InvalidEditKeepsTheVmRunningAndShowsTheError) {
   const api::VmKey key{"demo", "steady"};
-  WriteManifest(key, Manifest(key));
-  StartVmlet();
-  ASSERT_TRUE(WaitPhase(key, "Ready", kBootTimeout));
-  const pid_t vmm = VmmPid(Status(key));
+  const pid_t vmm = BootToReady(key);
+  ASSERT_GT(vmm, 0);
 
   WriteManifest(key, Manifest(key, "  cpus: many\n"));
   ASSERT_TRUE(WaitFor(seconds(20), [&] {

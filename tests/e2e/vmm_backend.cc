@@ -10,6 +10,7 @@
 #include "drivers/host/real_clock.h"
 #include "drivers/qemu/qmp_client.h"
 #include "tests/e2e/e2e_fixture.h"
+#include "tests/support/proc_status.h"
 
 namespace vmlet::testing {
 namespace {
@@ -45,6 +46,17 @@ class QemuBackend final : public VmmBackend {
     api::StatusOr<json> status = (*qmp)->Execute("query-status", nullptr, deadline);
     if (!status.ok()) return "error: " + status.status().ToString();
     return status->value("status", "");
+  }
+
+  std::string ControlSocket(const std::string& vm_dir) const override {
+    return vm_dir + "/qmp.sock";
+  }
+
+  std::string MissingConfinementEvidence(pid_t pid, const std::string&) const override {
+    const std::string seccomp = ProcStatusField(pid, "Seccomp");
+    return seccomp == "2" ? ""
+                          : "Seccomp is \"" + seccomp + "\" in /proc/" + std::to_string(pid) +
+                                "/status, not 2 (a filter)";
   }
 
   std::string MissingPowerOffEvidence(const std::string& vm_dir) const override {
@@ -154,6 +166,25 @@ class CloudHypervisorBackend final : public VmmBackend {
     return "cloud-hypervisor state \"" + state + "\"";
   }
 
+  std::string ControlSocket(const std::string& vm_dir) const override {
+    return vm_dir + "/ch.sock";
+  }
+
+  std::string MissingConfinementEvidence(pid_t, const std::string& vm_dir) const override {
+    const HttpReply info = HttpGet("http://localhost/api/v1/vm.info", ControlSocket(vm_dir));
+    const json config = json::parse(info.body, nullptr, false);
+    if (!config.is_object() || !config.contains("config")) {
+      return "no vm.info: " + info.error + info.body;
+    }
+    const json expected_rules = json::parse(R"([{"path": ")" + vm_dir + R"(", "access": "rw"}])");
+    if (config["config"].value("landlock_enable", false) &&
+        config["config"].value("landlock_rules", json()) == expected_rules) {
+      return "";
+    }
+    return "vm.info has not Landlock on with " + expected_rules.dump() +
+           " as its rules: " + info.body;
+  }
+
   std::string MissingPowerOffEvidence(const std::string& vm_dir) const override {
     const std::string serial = ReadFile(vm_dir + "/serial.log");
     if (serial.find(kPowerDownLine) == std::string::npos) {
@@ -234,6 +265,12 @@ class AsUserBackend final : public VmmBackend {
   std::string RunState(const std::string& vm_dir) const override {
     return inner_->RunState(vm_dir);
   }
+  std::string ControlSocket(const std::string& vm_dir) const override {
+    return inner_->ControlSocket(vm_dir);
+  }
+  std::string MissingConfinementEvidence(pid_t pid, const std::string& vm_dir) const override {
+    return inner_->MissingConfinementEvidence(pid, vm_dir);
+  }
   std::string MissingPowerOffEvidence(const std::string& vm_dir) const override {
     return inner_->MissingPowerOffEvidence(vm_dir);
   }
@@ -259,6 +296,15 @@ VmmBackendPtr MakeCloudHypervisorBackendAsUser(std::string fake_binary, std::str
 
 VmmBackendPtr MakeCloudHypervisorBackend(std::string fake_binary) {
   return std::make_unique<CloudHypervisorBackend>(std::move(fake_binary), "");
+}
+
+VmmBackendPtr MakeVmmBackend(const std::string& name) {
+  if (name == "cloud-hypervisor") return MakeCloudHypervisorBackend(FAKE_CH_BINARY);
+  if (name == "qemu-as-nobody") return MakeQemuBackendAsUser("nobody");
+  if (name == "cloud-hypervisor-as-nobody") {
+    return MakeCloudHypervisorBackendAsUser(FAKE_CH_BINARY, FAKE_CH_OPENAPI, "nobody");
+  }
+  return MakeQemuBackend();
 }
 
 }  // namespace vmlet::testing

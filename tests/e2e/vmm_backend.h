@@ -47,6 +47,15 @@ class VmmBackend {
   // "paused", another state in the hypervisor's words, or "error: ...".
   virtual std::string RunState(const std::string& vm_dir) const = 0;
 
+  // The VM's control socket in `vm_dir`: QMP's, or the VMM's API socket.
+  virtual std::string ControlSocket(const std::string& vm_dir) const = 0;
+
+  // "" when the VMM `pid` of `vm_dir` is confined the way vmlet asks for
+  // beyond its user and capabilities: QEMU under its seccomp filter
+  // (-sandbox on), Cloud Hypervisor with Landlock on and the VM's directory
+  // as its only rule (vm.info); else what was seen.
+  virtual std::string MissingConfinementEvidence(pid_t pid, const std::string& vm_dir) const = 0;
+
   // "" when the files of `vm_dir` show that the guest powered itself off
   // (the ACPI power button, not a kill); else what is missing, with the
   // evidence read.
@@ -81,5 +90,10 @@ VmmBackendPtr MakeCloudHypervisorBackend(std::string fake_binary);
 // them wherever the build tree is.
 VmmBackendPtr MakeCloudHypervisorBackendAsUser(std::string fake_binary, std::string openapi,
                                                std::string user);
+
+// The backend a parameterised e2e test names: "qemu", "cloud-hypervisor"
+// (the stand-in this test binary was built with), or either with
+// "-as-nobody" (`vmlet run --vmm-user nobody`).
+VmmBackendPtr MakeVmmBackend(const std::string& name);
 
 }  // namespace vmlet::testing

@@ -38,7 +38,13 @@
 #include <vector>
 
 #include "api/vm_key.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/files.h"
+#include "tests/support/free_port.h"
+#include "tests/support/http_client.h"
+#include "tests/support/manifest_builder.h"
+#include "tests/support/vmlet_process.h"
+#include "tests/support/vmlet_test.h"
+#include "tests/support/wait_for.h"
 
 namespace vmlet::testing {
 namespace {
@@ -56,91 +62,9 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using SteadyClock = std::chrono::steady_clock;
 
-constexpr milliseconds kPollInterval{50};
 constexpr const char* kTableAccept =
     "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta."
     "k8s.io,application/json";
-
-bool WaitFor(milliseconds timeout, const std::function<bool()>& done) {
-  const auto deadline = SteadyClock::now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (SteadyClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(kPollInterval);
-  }
-}
-
-// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for
-// port 0), or 0.
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-std::string Encode(const std::string& value) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (char c : value) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    }
-  }
-  return out;
-}
-
-size_t AppendBody(char* data, size_t size, size_t count, void* out) {
-  static_cast<std::string*>(out)->append(data, size * count);
-  return size * count;
-}
-
-struct Response {
-  long code = 0;  // 0: no answer
-  std::string body;
-  std::string content_type;
-  json Json() const { return json::parse(body, nullptr, false); }
-};
-
-Response Http(const std::string& url, const std::string& accept = "",
-              const std::string& method = "GET") {
-  Response response;
-  CURL* curl = curl_easy_init();
-  if (!curl) return response;
-  curl_slist* headers = nullptr;
-  if (!accept.empty()) headers = curl_slist_append(headers, ("Accept: " + accept).c_str());
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (method == "POST" || method == "PUT") curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "{}");
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  if (curl_easy_perform(curl) == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.code);
-    char* type = nullptr;
-    curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type);
-    if (type) response.content_type = type;
-  }
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
-  return response;
-}
 
 // A watch request read on a thread of its own, line by line, until the
 // test ends it (the destructor) or the server does.
@@ -201,24 +125,6 @@ class WatchStream {
   std::thread thread_;
 };
 
-std::string Manifest(const api::VmKey& key, const std::string& labels,
-                     const std::string& desired_state = "Running") {
-  return "apiVersion: vmlet.dev/v1alpha1\n"
-         "kind: VirtualMachine\n"
-         "metadata:\n"
-         "  name: " +
-         key.name + "\n  namespace: " + key.ns + "\n  labels: " + labels +
-         "\n"
-         "spec:\n"
-         "  desiredState: " +
-         desired_state +
-         "\n"
-         "  driver: fake\n"
-         "  kernel: /var/lib/vmlet/images/vmlinuz\n"
-         "  cpus: 1\n"
-         "  memoryMb: 128\n";
-}
-
 std::vector<std::string> Names(const json& list) {
   std::vector<std::string> names;
   for (const json& item : list["items"]) names.push_back(item["metadata"]["name"]);
@@ -236,67 +142,30 @@ std::string FindOnPath(const std::string& name) {
   return "";
 }
 
-struct CommandResult {
-  int exit_code = -1;  // -1: did not exit in time
-  std::string output;  // stdout and stderr
-};
-
-class ApiTest : public ::testing::Test {
+class ApiTest : public VmletTest {
  protected:
+  ApiTest() : VmletTest("api", VMLET_BINARY) {}
+
   static void SetUpTestSuite() { curl_global_init(CURL_GLOBAL_DEFAULT); }
   static void TearDownTestSuite() { curl_global_cleanup(); }
 
   void SetUp() override {
-    char dir[] = "/tmp/vmlet-api-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
-    manifests_ = tmp_ + "/manifests";
-    state_ = tmp_ + "/state";
-    log_ = tmp_ + "/vmlet.log";
-    fs::create_directories(manifests_);
-    const int port = FreePort();
+    const int port = FreeLoopbackPort();
     ASSERT_GT(port, 0);
     addr_ = "127.0.0.1:" + std::to_string(port);
     base_ = "http://" + addr_;
   }
 
-  void TearDown() override {
-    vmlet_.KillAndReap();
-    if (HasFailure()) {
-      std::cerr << "---- last lines of " << log_ << " ----\n" << TailOfFile(log_, 60);
-    }
-    std::error_code ignored;
-    fs::remove_all(tmp_, ignored);
-  }
-
-  std::string ManifestPath(const api::VmKey& key) const {
-    return manifests_ + "/" + key.ns + "/" + key.name + ".yaml";
-  }
-
-  void WriteManifest(const api::VmKey& key, const std::string& content) {
-    fs::create_directories(fs::path(ManifestPath(key)).parent_path());
-    const fs::path temp = fs::path(manifests_) / ("." + key.ns + "-" + key.name + ".tmp");
-    {
-      std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-      out << content;
-    }
-    fs::rename(temp, ManifestPath(key));
-  }
-
   void StartVmlet() {
-    ASSERT_EQ(vmlet_.Start(VMLET_BINARY,
-                           {"run", "--manifests", manifests_, "--state-dir", state_, "--driver",
-                            "fake", "--fake-boot-delay", "200ms", "--fake-shutdown-delay", "50ms",
-                            "--metrics-addr", "off", "--api-addr", addr_},
-                           log_),
-              "");
+    StartVmletRun({"--driver", "fake", "--fake-boot-delay", "200ms", "--fake-shutdown-delay",
+                   "50ms", "--metrics-addr", "off", "--api-addr", addr_});
   }
 
   // Waits until the API lists exactly `count` VMs, every one Ready.
   void WaitForReady(size_t count) {
     json list;
     const bool ready = WaitFor(seconds(30), [&] {
-      list = Http(base_ + "/apis/vmlet.dev/v1alpha1/virtualmachines").Json();
+      list = HttpGet(base_ + "/apis/vmlet.dev/v1alpha1/virtualmachines").Json();
       if (!list.is_object() || list["items"].size() != count) return false;
       for (const json& vm : list["items"]) {
         if (vm["status"].value("phase", "") != "Ready") return false;
@@ -309,28 +178,16 @@ class ApiTest : public ::testing::Test {
   // prod/web-1 {app: web, tier: front}, prod/db-1 {app: db}, dev/api-1
   // {app: web}, all Ready.
   void StartWithThreeVms() {
-    WriteManifest(web_, Manifest(web_, "{app: web, tier: front}"));
-    WriteManifest(db_, Manifest(db_, "{app: db}"));
-    WriteManifest(api_vm_, Manifest(api_vm_, "{app: web}"));
+    WriteManifest(web_, FakeDriverManifest(web_, "Running", "1", "{app: web, tier: front}"));
+    WriteManifest(db_, FakeDriverManifest(db_, "Running", "1", "{app: db}"));
+    WriteManifest(api_vm_, FakeDriverManifest(api_vm_, "Running", "1", "{app: web}"));
     ASSERT_NO_FATAL_FAILURE(StartVmlet());
     ASSERT_NO_FATAL_FAILURE(WaitForReady(3));
   }
 
   CommandResult Run(const std::string& binary, const std::vector<std::string>& args) {
-    const std::string log = tmp_ + "/command-" + std::to_string(++commands_) + ".log";
-    VmletProcess process;
-    CommandResult result;
-    if (std::string error = process.Start(binary, args, log); !error.empty()) {
-      result.output = error;
-      return result;
-    }
-    std::optional<int> status = process.WaitForExit(seconds(60));
-    if (status && WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
-    std::ifstream in(log);
-    std::stringstream text;
-    text << in.rdbuf();
-    result.output = text.str();
-    return result;
+    return RunToExit(binary, args, tmp_ + "/command-" + std::to_string(++commands_) + ".log",
+                     seconds(60));
   }
   CommandResult Vmlet(std::vector<std::string> args) {
     args.push_back("--api-addr");
@@ -338,9 +195,8 @@ class ApiTest : public ::testing::Test {
     return Run(VMLET_BINARY, args);
   }
 
-  std::string tmp_, manifests_, state_, log_, addr_, base_;
+  std::string addr_, base_;
   int commands_ = 0;
-  VmletProcess vmlet_;
   const api::VmKey web_{"prod", "web-1"};
   const api::VmKey db_{"prod", "db-1"};
   const api::VmKey api_vm_{"dev", "api-1"};
@@ -351,12 +207,12 @@ TEST_F(ApiTest, DiscoveryListGetSelectorsTablesAndNotFoundAreKubernetesShaped) {
   const std::string vms = base_ + "/apis/vmlet.dev/v1alpha1";
 
   // Discovery, as kubectl walks it.
-  EXPECT_EQ(Http(base_ + "/api").Json()["versions"], json::array({"v1"}));
-  const json groups = Http(base_ + "/apis").Json();
+  EXPECT_EQ(HttpGet(base_ + "/api").Json()["versions"], json::array({"v1"}));
+  const json groups = HttpGet(base_ + "/apis").Json();
   EXPECT_EQ(groups["kind"], "APIGroupList");
   EXPECT_EQ(groups["groups"][0]["name"], "vmlet.dev");
   EXPECT_EQ(groups["groups"][0]["preferredVersion"]["version"], "v1alpha1");
-  const json resources = Http(vms).Json();
+  const json resources = HttpGet(vms).Json();
   EXPECT_EQ(resources["kind"], "APIResourceList");
   EXPECT_EQ(resources["groupVersion"], "vmlet.dev/v1alpha1");
   const json vm_resource = resources["resources"][0];
@@ -366,22 +222,22 @@ TEST_F(ApiTest, DiscoveryListGetSelectorsTablesAndNotFoundAreKubernetesShaped) {
   EXPECT_EQ(vm_resource["kind"], "VirtualMachine");
   EXPECT_EQ(vm_resource["namespaced"], true);
   EXPECT_EQ(vm_resource["verbs"], json::array({"get", "list", "watch"}));
-  EXPECT_EQ(Http(base_ + "/api/v1").Json()["resources"][0]["name"], "events");
-  const json version = Http(base_ + "/version").Json();
+  EXPECT_EQ(HttpGet(base_ + "/api/v1").Json()["resources"][0]["name"], "events");
+  const json version = HttpGet(base_ + "/version").Json();
   EXPECT_EQ(version["gitVersion"], std::string("v") + VMLET_VERSION);
-  EXPECT_EQ(Http(base_ + "/healthz").body, "ok");
-  Response ready = Http(base_ + "/readyz");
-  EXPECT_EQ(ready.code, 200);
+  EXPECT_EQ(HttpGet(base_ + "/healthz").body, "ok");
+  HttpReply ready = HttpGet(base_ + "/readyz");
+  EXPECT_EQ(ready.status, 200);
   EXPECT_EQ(ready.body, "ok");
 
   // Lists and gets.
-  const json all = Http(vms + "/virtualmachines").Json();
+  const json all = HttpGet(vms + "/virtualmachines").Json();
   EXPECT_EQ(all["kind"], "VirtualMachineList");
   EXPECT_EQ(Names(all), (std::vector<std::string>{"api-1", "db-1", "web-1"}));
   EXPECT_GT(std::stoull(all["metadata"]["resourceVersion"].get<std::string>()), 0u);
-  EXPECT_EQ(Names(Http(vms + "/namespaces/prod/virtualmachines").Json()),
+  EXPECT_EQ(Names(HttpGet(vms + "/namespaces/prod/virtualmachines").Json()),
             (std::vector<std::string>{"db-1", "web-1"}));
-  const json web = Http(vms + "/namespaces/prod/virtualmachines/web-1").Json();
+  const json web = HttpGet(vms + "/namespaces/prod/virtualmachines/web-1").Json();
   EXPECT_EQ(web["apiVersion"], "vmlet.dev/v1alpha1");
   EXPECT_EQ(web["kind"], "VirtualMachine");
   EXPECT_EQ(web["metadata"]["labels"], json({{"app", "web"}, {"tier", "front"}}));
@@ -393,12 +249,12 @@ TEST_F(ApiTest, DiscoveryListGetSelectorsTablesAndNotFoundAreKubernetesShaped) {
   EXPECT_EQ(web["status"]["desiredState"], "Running");
   EXPECT_FALSE(web["status"]["ip"].get<std::string>().empty());
   // The same VM, the same uid, every time.
-  EXPECT_EQ(Http(vms + "/namespaces/prod/virtualmachines/web-1").Json()["metadata"]["uid"],
+  EXPECT_EQ(HttpGet(vms + "/namespaces/prod/virtualmachines/web-1").Json()["metadata"]["uid"],
             web["metadata"]["uid"]);
 
   // A missing VM is a Kubernetes NotFound Status.
-  Response missing = Http(vms + "/namespaces/prod/virtualmachines/nope");
-  EXPECT_EQ(missing.code, 404);
+  HttpReply missing = HttpGet(vms + "/namespaces/prod/virtualmachines/nope");
+  EXPECT_EQ(missing.status, 404);
   EXPECT_EQ(missing.Json(), json::parse(R"({"kind":"Status","apiVersion":"v1","metadata":{},
       "status":"Failure","message":"virtualmachines.vmlet.dev \"nope\" not found",
       "reason":"NotFound","details":{"name":"nope","group":"vmlet.dev","kind":"virtualmachines"},
@@ -406,30 +262,30 @@ TEST_F(ApiTest, DiscoveryListGetSelectorsTablesAndNotFoundAreKubernetesShaped) {
 
   // Label and field selectors.
   const std::string list = vms + "/virtualmachines?";
-  EXPECT_EQ(Names(Http(list + "labelSelector=" + Encode("app=web")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "labelSelector=" + UrlEncode("app=web")).Json()),
             (std::vector<std::string>{"api-1", "web-1"}));
-  EXPECT_EQ(Names(Http(list + "labelSelector=" + Encode("app==web,tier")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "labelSelector=" + UrlEncode("app==web,tier")).Json()),
             std::vector<std::string>{"web-1"});
-  EXPECT_EQ(Names(Http(list + "labelSelector=" + Encode("app!=web")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "labelSelector=" + UrlEncode("app!=web")).Json()),
             std::vector<std::string>{"db-1"});
-  EXPECT_EQ(Names(Http(list + "labelSelector=" + Encode("app in (db,x)")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "labelSelector=" + UrlEncode("app in (db,x)")).Json()),
             std::vector<std::string>{"db-1"});
-  EXPECT_EQ(Names(Http(list + "labelSelector=" + Encode("app notin (web)")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "labelSelector=" + UrlEncode("app notin (web)")).Json()),
             std::vector<std::string>{"db-1"});
-  EXPECT_EQ(Names(Http(list + "labelSelector=" + Encode("!tier")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "labelSelector=" + UrlEncode("!tier")).Json()),
             (std::vector<std::string>{"api-1", "db-1"}));
-  EXPECT_EQ(Names(Http(list + "fieldSelector=" + Encode("metadata.name=db-1")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "fieldSelector=" + UrlEncode("metadata.name=db-1")).Json()),
             std::vector<std::string>{"db-1"});
-  EXPECT_EQ(Names(Http(list + "fieldSelector=" + Encode("metadata.namespace=dev")).Json()),
+  EXPECT_EQ(Names(HttpGet(list + "fieldSelector=" + UrlEncode("metadata.namespace=dev")).Json()),
             std::vector<std::string>{"api-1"});
-  Response bad = Http(list + "fieldSelector=" + Encode("spec.cpus=1"));
-  EXPECT_EQ(bad.code, 400);
+  HttpReply bad = HttpGet(list + "fieldSelector=" + UrlEncode("spec.cpus=1"));
+  EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(bad.Json()["message"], "field label not supported: spec.cpus");
-  EXPECT_EQ(Http(list + "labelSelector=" + Encode("app in web")).code, 400);
+  EXPECT_EQ(HttpGet(list + "labelSelector=" + UrlEncode("app in web")).status, 400);
 
   // A Table, as kubectl get asks for one.
-  Response table = Http(vms + "/namespaces/prod/virtualmachines", kTableAccept);
-  EXPECT_EQ(table.code, 200);
+  HttpReply table = Http({.url = vms + "/namespaces/prod/virtualmachines", .accept = kTableAccept});
+  EXPECT_EQ(table.status, 200);
   EXPECT_EQ(table.content_type, "application/json;as=Table;v=v1;g=meta.k8s.io");
   const json t = table.Json();
   EXPECT_EQ(t["kind"], "Table");
@@ -455,20 +311,21 @@ TEST_F(ApiTest, DiscoveryListGetSelectorsTablesAndNotFoundAreKubernetesShaped) {
 
   // Read-only.
   for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
-    Response write = Http(vms + "/namespaces/prod/virtualmachines/web-1", "", method);
-    EXPECT_EQ(write.code, 405) << method;
+    HttpReply write =
+        Http({.url = vms + "/namespaces/prod/virtualmachines/web-1", .method = method});
+    EXPECT_EQ(write.status, 405) << method;
     EXPECT_EQ(write.Json()["kind"], "Status") << method;
     EXPECT_EQ(write.Json()["reason"], "MethodNotAllowed") << method;
   }
-  EXPECT_EQ(Http(vms + "/namespaces/prod/virtualmachines/web-1").code, 200);
+  EXPECT_EQ(HttpGet(vms + "/namespaces/prod/virtualmachines/web-1").status, 200);
 }
 
 TEST_F(ApiTest, AWatchSeesAVmAddedModifiedAndDeleted) {
-  WriteManifest(web_, Manifest(web_, "{app: web}"));
+  WriteManifest(web_, FakeDriverManifest(web_, "Running", "1", "{app: web}"));
   ASSERT_NO_FATAL_FAILURE(StartVmlet());
   ASSERT_NO_FATAL_FAILURE(WaitForReady(1));
   const std::string vms = base_ + "/apis/vmlet.dev/v1alpha1/namespaces/prod/virtualmachines";
-  const std::string rv = Http(vms).Json()["metadata"]["resourceVersion"];
+  const std::string rv = HttpGet(vms).Json()["metadata"]["resourceVersion"];
   WatchStream watch(vms + "?watch=true&resourceVersion=" + rv);
 
   const api::VmKey web2{"prod", "web-2"};
@@ -482,12 +339,12 @@ TEST_F(ApiTest, AWatchSeesAVmAddedModifiedAndDeleted) {
       return false;
     });
   };
-  WriteManifest(web2, Manifest(web2, "{app: web}"));
+  WriteManifest(web2, FakeDriverManifest(web2, "Running", "1", "{app: web}"));
   ASSERT_TRUE(seen("ADDED", [](const json&) { return true; })) << watch.Raw();
   ASSERT_TRUE(seen("MODIFIED", [](const json& vm) { return vm["status"]["phase"] == "Ready"; }))
       << watch.Raw();
 
-  WriteManifest(web2, Manifest(web2, "{app: web}", "Stopped"));
+  WriteManifest(web2, FakeDriverManifest(web2, "Stopped", "1", "{app: web}"));
   ASSERT_TRUE(seen("MODIFIED", [](const json& vm) {
     return vm["spec"]["desiredState"] == "Stopped" && vm["metadata"]["generation"] == 2;
   })) << watch.Raw();
@@ -514,13 +371,13 @@ TEST_F(ApiTest, AWatchSeesAVmAddedModifiedAndDeleted) {
 TEST_F(ApiTest, EventsAreCoreV1EventsSelectedByTheirInvolvedObject) {
   ASSERT_NO_FATAL_FAILURE(StartWithThreeVms());
   const json web =
-      Http(base_ + "/apis/vmlet.dev/v1alpha1/namespaces/prod/virtualmachines/web-1").Json();
+      HttpGet(base_ + "/apis/vmlet.dev/v1alpha1/namespaces/prod/virtualmachines/web-1").Json();
   const std::string selector =
       "involvedObject.name=web-1,involvedObject.namespace=prod,"
       "involvedObject.kind=VirtualMachine,involvedObject.uid=" +
       web["metadata"]["uid"].get<std::string>();
   const json events =
-      Http(base_ + "/api/v1/namespaces/prod/events?fieldSelector=" + Encode(selector)).Json();
+      HttpGet(base_ + "/api/v1/namespaces/prod/events?fieldSelector=" + UrlEncode(selector)).Json();
   EXPECT_EQ(events["kind"], "EventList");
   std::set<std::string> reasons;
   for (const json& e : events["items"]) {
@@ -539,33 +396,33 @@ TEST_F(ApiTest, EventsAreCoreV1EventsSelectedByTheirInvolvedObject) {
   EXPECT_TRUE(reasons.contains("Ready")) << events.dump(2);
 
   // Every namespace, and one other VM's.
-  EXPECT_GE(Http(base_ + "/api/v1/events").Json()["items"].size(), 6u);
-  const json db = Http(base_ + "/api/v1/events?fieldSelector=" +
-                       Encode("involvedObject.namespace=prod,involvedObject.name=db-1"))
+  EXPECT_GE(HttpGet(base_ + "/api/v1/events").Json()["items"].size(), 6u);
+  const json db = HttpGet(base_ + "/api/v1/events?fieldSelector=" +
+                          UrlEncode("involvedObject.namespace=prod,involvedObject.name=db-1"))
                       .Json();
   ASSERT_FALSE(db["items"].empty());
   for (const json& e : db["items"]) EXPECT_EQ(e["involvedObject"]["name"], "db-1");
-  EXPECT_EQ(Http(base_ + "/api/v1/events?fieldSelector=" + Encode("spec.x=1")).code, 400);
+  EXPECT_EQ(HttpGet(base_ + "/api/v1/events?fieldSelector=" + UrlEncode("spec.x=1")).status, 400);
 }
 
 TEST_F(ApiTest, ReadyzIs503UntilTheManifestDirectoryIsRead) {
   fs::remove_all(manifests_);  // a missing directory cannot be read
   ASSERT_NO_FATAL_FAILURE(StartVmlet());
-  ASSERT_TRUE(WaitFor(seconds(30), [&] { return Http(base_ + "/healthz").code == 200; }));
-  Response not_ready = Http(base_ + "/readyz");
-  EXPECT_EQ(not_ready.code, 503);
+  ASSERT_TRUE(WaitFor(seconds(30), [&] { return HttpGet(base_ + "/healthz").status == 200; }));
+  HttpReply not_ready = HttpGet(base_ + "/readyz");
+  EXPECT_EQ(not_ready.status, 503);
   fs::create_directories(manifests_);
-  EXPECT_TRUE(WaitFor(seconds(60), [&] { return Http(base_ + "/readyz").code == 200; }))
+  EXPECT_TRUE(WaitFor(seconds(60), [&] { return HttpGet(base_ + "/readyz").status == 200; }))
       << "/readyz is not 200 60 s after the manifest directory appeared";
 }
 
 TEST_F(ApiTest, GetAndDescribePrintTheVmsAsKubectlDoes) {
   ASSERT_NO_FATAL_FAILURE(StartWithThreeVms());
   const json web =
-      Http(base_ + "/apis/vmlet.dev/v1alpha1/namespaces/prod/virtualmachines/web-1").Json();
+      HttpGet(base_ + "/apis/vmlet.dev/v1alpha1/namespaces/prod/virtualmachines/web-1").Json();
   const std::string ip = web["status"]["ip"];
   const std::string db_ip =
-      Http(base_ + "/apis/vmlet.dev/v1alpha1/namespaces/prod/virtualmachines/db-1")
+      HttpGet(base_ + "/apis/vmlet.dev/v1alpha1/namespaces/prod/virtualmachines/db-1")
           .Json()["status"]["ip"];
   // kubectl's tabwriter: a column is as wide as its widest cell + 3.
   const size_t ip_width = std::max(ip.size(), db_ip.size()) + 3;
@@ -755,7 +612,7 @@ TEST_F(ApiTest, KubectlGetsDescribesAndWatchesVms) {
     return TailOfFile(watch_log, 10).find("web-1") != std::string::npos;
   })) << TailOfFile(watch_log, 10);
   const auto edited = std::chrono::steady_clock::now();
-  WriteManifest(db_, Manifest(db_, "{app: db}", "Paused"));
+  WriteManifest(db_, FakeDriverManifest(db_, "Paused", "1", "{app: db}"));
   // A MODIFIED row for db-1 whose DESIRED and PHASE both read Paused. How
   // long it took is printed (DESIGN's goal: within a second), not asserted.
   EXPECT_TRUE(WaitFor(seconds(30), [&] {
@@ -786,7 +643,7 @@ TEST_F(ApiTest, TellsSystemdWhenReadyPingsTheWatchdogAndSaysWhenStopping) {
   std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path.c_str());
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
 
-  WriteManifest(web_, Manifest(web_, "{app: web}"));
+  WriteManifest(web_, FakeDriverManifest(web_, "Running", "1", "{app: web}"));
   // The environment a unit with Type=notify and WatchdogSec=0.4 gives.
   ::setenv("NOTIFY_SOCKET", socket_path.c_str(), 1);
   ::setenv("WATCHDOG_USEC", "400000", 1);
@@ -842,16 +699,13 @@ TEST_F(ApiTest, ApiAddrOffServesNothingAndAnAddressInUseStopsVmlet) {
   ASSERT_EQ(::listen(fd, 1), 0);
   ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   const std::string taken = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-  ASSERT_EQ(vmlet_.Start(VMLET_BINARY,
-                         {"run", "--manifests", manifests_, "--state-dir", state_, "--driver",
-                          "fake", "--metrics-addr", "off", "--api-addr", taken},
-                         log_),
-            "");
+  ASSERT_NO_FATAL_FAILURE(
+      StartVmletRun({"--driver", "fake", "--metrics-addr", "off", "--api-addr", taken}));
   std::optional<int> status = vmlet_.WaitForExit(seconds(30));
   ASSERT_TRUE(status.has_value());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "wait status " << *status;
-  EXPECT_NE(TailOfFile(log_, 5).find("cannot serve the API on " + taken), std::string::npos)
-      << TailOfFile(log_, 5);
+  EXPECT_NE(TailOfFile(logs_.back(), 5).find("cannot serve the API on " + taken), std::string::npos)
+      << TailOfFile(logs_.back(), 5);
   ::close(fd);
 
   VmletProcess off;

@@ -43,7 +43,10 @@
 #include "drivers/unique_fd.h"
 #include "drivers/vmm_identity.h"
 #include "tests/fakes/fake_cloud_hypervisor/openapi_validator.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/files.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/vmlet_process.h"
+#include "tests/support/wait_for.h"
 
 #ifndef FAKE_CH_BINARY
 #error "FAKE_CH_BINARY must name the fake-cloud-hypervisor binary (set by CMake)"
@@ -62,27 +65,11 @@ using ::testing::HasSubstr;
 using Code = api::Status::Code;
 using Phase = api::VmState::Phase;
 using Verdict = VmmIdentity::Verdict;
+using vmlet::testing::ReadFile;
+using vmlet::testing::WaitFor;
 
 constexpr milliseconds kWait{10000};
-constexpr milliseconds kPollInterval{10};
 const api::VmKey kKey{"ns", "vm-1"};
-
-// Polls `condition` until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& condition, milliseconds timeout = kWait) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(kPollInterval);
-  }
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 bool Exited(int pidfd) {
   pollfd pfd{.fd = pidfd, .events = POLLIN, .revents = 0};
@@ -107,10 +94,6 @@ api::VmSpec MinimalSpec() {
 class CloudHypervisorDriverTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    // Short: the API socket path must fit in sockaddr_un.
-    char dir[] = "/tmp/vmlet-chd-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    dir_ = dir;
     vm_dir_ = dir_ + "/vms/ns/vm-1";
     fs::create_directories(vm_dir_);
     g_images = dir_ + "/img";
@@ -136,8 +119,6 @@ class CloudHypervisorDriverTest : public ::testing::Test {
     if (driver_) driver_->Stop();
     driver_.reset();
     ExpectEveryRequestValid();
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
   }
 
   Deadline In(milliseconds timeout) const { return clock_.MonotonicNow() + timeout; }
@@ -177,7 +158,7 @@ class CloudHypervisorDriverTest : public ::testing::Test {
   // Waits until Observe() reports `phase`; the last observation.
   api::StatusOr<Observation> ObserveUntil(const ConfirmedVmm& vmm, Phase phase) {
     api::StatusOr<Observation> last = api::Status::Internal("never observed");
-    WaitFor([&] {
+    WaitFor(kWait, [&] {
       last = driver_->Observe(vmm, In(milliseconds(2000)));
       return last.ok() && last->state.phase() == phase;
     });
@@ -215,7 +196,9 @@ class CloudHypervisorDriverTest : public ::testing::Test {
   VmmIdentity identity_{proc_fs_};
   std::unique_ptr<CloudHypervisorDriver> driver_;
   std::vector<VmmHandle> handles_;
-  std::string dir_;
+  // Short: the API socket path must fit in sockaddr_un.
+  const testing::TempDir temp_dir_{"chd"};
+  const std::string dir_ = temp_dir_.path();
   std::string vm_dir_;
   std::string request_log_;
 };
@@ -270,7 +253,8 @@ TEST_F(CloudHypervisorDriverTest, ObserveIsStartingUntilTheMarkerThenReadyWithTh
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->state, api::VmState::Starting());
 
-  ASSERT_TRUE(WaitFor([&] { return notified.load() > 0; })) << "the listener was never called";
+  ASSERT_TRUE(WaitFor(kWait, [&] { return notified.load() > 0; }))
+      << "the listener was never called";
   api::StatusOr<Observation> ready = driver_->Observe(vmm, In(milliseconds(2000)));
   ASSERT_TRUE(ready.ok()) << ready.status();
   EXPECT_EQ(ready->state, api::VmState::Ready("192.0.2.7"));
@@ -308,7 +292,7 @@ TEST_F(CloudHypervisorDriverTest, PowerButtonEndsTheVmmWithStatus0AndExitStateIs
   ASSERT_TRUE(ObserveUntil(vmm, Phase::kReady).ok());
 
   ASSERT_TRUE(driver_->Shutdown(vmm, In(kWait)).ok());
-  ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); })) << "the guest never powered off";
+  ASSERT_TRUE(WaitFor(kWait, [&] { return Exited(vmm.pidfd()); })) << "the guest never powered off";
   EXPECT_EQ(driver_->ExitState(*handle), api::VmState::Stopped());
   EXPECT_THAT(ReadFile(vm_dir_ + "/events.json"), HasSubstr("\"shutdown\""));
   EXPECT_NE(identity_.Confirm(kKey, *handle).verdict, Verdict::kConfirmed);
@@ -320,7 +304,7 @@ TEST_F(CloudHypervisorDriverTest, AnAdoptedVmmThatPoweredOffIsStoppedByItsEvents
   ASSERT_TRUE(handle.ok()) << handle.status();
   const ConfirmedVmm vmm = Confirm(*handle);
   ASSERT_TRUE(driver_->Shutdown(vmm, In(kWait)).ok());
-  ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return Exited(vmm.pidfd()); }));
   // A vmlet restarted meanwhile: not the parent, it has only the files.
   CloudHypervisorDriver restarted(clock_, proc_fs_, launcher_, driver_->options());
   EXPECT_EQ(restarted.ExitState(*handle), api::VmState::Stopped());
@@ -334,7 +318,7 @@ TEST_F(CloudHypervisorDriverTest, BootsAgainAfterAPowerOffWithFreshLogsAndTheOld
     const ConfirmedVmm vmm = Confirm(*first);
     ASSERT_TRUE(ObserveUntil(vmm, Phase::kReady).ok());
     ASSERT_TRUE(driver_->Shutdown(vmm, In(kWait)).ok());
-    ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
+    ASSERT_TRUE(WaitFor(kWait, [&] { return Exited(vmm.pidfd()); }));
   }
   ASSERT_EQ(driver_->ExitState(*first), api::VmState::Stopped());
   ASSERT_TRUE(driver_->Cleanup(*first, In(kWait)).ok());
@@ -396,7 +380,7 @@ TEST_F(CloudHypervisorDriverTest, SigkillFromOutsideIsAFailureNamingTheSignal) {
   ASSERT_TRUE(handle.ok()) << handle.status();
   const ConfirmedVmm vmm = Confirm(*handle);
   ASSERT_EQ(::kill(handle->process.pid, SIGKILL), 0);  // by the recorded pid
-  ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return Exited(vmm.pidfd()); }));
   const api::VmState exit = driver_->ExitState(*handle).state();
   EXPECT_EQ(exit.phase(), Phase::kFailed);
   EXPECT_THAT(std::string(exit.reason()), HasSubstr("killed by signal 9 (SIGKILL)"));
@@ -408,7 +392,7 @@ TEST_F(CloudHypervisorDriverTest, AnAdoptedVmmKilledFromOutsideIsAFailure) {
   ASSERT_TRUE(handle.ok()) << handle.status();
   const ConfirmedVmm vmm = Confirm(*handle);
   ASSERT_EQ(::kill(handle->process.pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return Exited(vmm.pidfd()); }));
   CloudHypervisorDriver restarted(clock_, proc_fs_, launcher_, driver_->options());
   const api::VmState exit = restarted.ExitState(*handle).state();
   EXPECT_EQ(exit.phase(), Phase::kFailed);
@@ -421,7 +405,7 @@ TEST_F(CloudHypervisorDriverTest, CleanupRemovesTheSocketAKilledVmmLeftAndIsIdem
   ASSERT_TRUE(handle.ok()) << handle.status();
   const ConfirmedVmm vmm = Confirm(*handle);
   ASSERT_EQ(::kill(handle->process.pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return Exited(vmm.pidfd()); }));
   ASSERT_TRUE(fs::exists(handle->socket_path)) << "a killed CH leaves its socket";
   ASSERT_TRUE(driver_->Cleanup(*handle, In(kWait)).ok());
   EXPECT_FALSE(fs::exists(handle->socket_path));
@@ -455,7 +439,7 @@ TEST_F(CloudHypervisorDriverTest, RediscoverRefusesToPickBetweenTwoVmmsForOneVm)
                           "path=" + vm_dir_ + "/ch.sock"},
                          dir_ + "/second.log"),
             "");
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(WaitFor(kWait, [&] {
     api::StatusOr<ProcessInfo> info = proc_fs_.ReadProcess(second.pid());
     return info.ok() && info->cmdline.size() == 5;
   }));
@@ -539,7 +523,7 @@ TEST_F(CloudHypervisorDriverTest, ACallThatTimesOutIsDeadlineExceededByItsDeadli
   EXPECT_EQ(s.code(), Code::kDeadlineExceeded) << s;
   EXPECT_LT(clock_.MonotonicNow() - started, milliseconds(2000));
   // Once the fake is done being slow, the next call gets through.
-  EXPECT_TRUE(WaitFor([&] { return driver_->Observe(vmm, In(kWait)).ok(); }));
+  EXPECT_TRUE(WaitFor(kWait, [&] { return driver_->Observe(vmm, In(kWait)).ok(); }));
 }
 
 TEST_F(CloudHypervisorDriverTest, CallsToADeadVmmFailRetryablyAndKillIsOk) {
@@ -549,7 +533,7 @@ TEST_F(CloudHypervisorDriverTest, CallsToADeadVmmFailRetryablyAndKillIsOk) {
   const ConfirmedVmm vmm = Confirm(*handle);
   ASSERT_TRUE(ObserveUntil(vmm, Phase::kReady).ok());
   ASSERT_EQ(::kill(handle->process.pid, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { return Exited(vmm.pidfd()); }));
+  ASSERT_TRUE(WaitFor(kWait, [&] { return Exited(vmm.pidfd()); }));
 
   EXPECT_EQ(driver_->Pause(vmm, In(kWait)).code(), Code::kUnavailable);
   EXPECT_EQ(driver_->Shutdown(vmm, In(kWait)).code(), Code::kUnavailable);

@@ -36,7 +36,10 @@
 #include <vector>
 
 #include "tests/fakes/fake_cloud_hypervisor/openapi_validator.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/files.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/vmlet_process.h"
+#include "tests/support/wait_for.h"
 
 namespace vmlet::testing {
 namespace {
@@ -47,24 +50,6 @@ using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr milliseconds kDeadline{10000};
-constexpr milliseconds kPollInterval{10};
-
-// Polls `condition` until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& condition, milliseconds timeout = kDeadline) {
-  const auto deadline = SteadyClock::now() + timeout;
-  for (;;) {
-    if (condition()) return true;
-    if (SteadyClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(kPollInterval);
-  }
-}
-
-std::string ReadFile(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 bool IsArrayOfStrings(const std::string& body) {
   const json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -162,6 +147,11 @@ class RawConnection {
     return fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
   }
 
+  // Connect(path), then Send(bytes).
+  bool ConnectAndSend(const std::string& path, const std::string& bytes) {
+    return Connect(path) && Send(bytes);
+  }
+
   bool Send(const std::string& bytes) {
     size_t sent = 0;
     while (sent < bytes.size()) {
@@ -253,23 +243,11 @@ class FakeCloudHypervisorTest : public ::testing::Test {
   static void SetUpTestSuite() { curl_global_init(CURL_GLOBAL_DEFAULT); }
   static void TearDownTestSuite() { curl_global_cleanup(); }
 
-  void SetUp() override {
-    char pattern[] = "/tmp/fakech-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    dir_ = pattern;
-    socket_ = (dir_ / "api.sock").string();
-    events_ = dir_ / "events.json";
-    serial_ = dir_ / "serial.log";
-    request_log_ = dir_ / "requests.jsonl";
-  }
-
   void TearDown() override {
     process_.KillAndReap();
     if (HasFailure()) {
       std::cerr << "--- fake-cloud-hypervisor log ---\n" << TailOfFile(ProcessLog(), 40);
     }
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
   }
 
   std::string ProcessLog() const { return (dir_ / "fake.log").string(); }
@@ -287,10 +265,20 @@ class FakeCloudHypervisorTest : public ::testing::Test {
     }
     args.insert(args.end(), extra.begin(), extra.end());
     ASSERT_EQ(process_.Start(FAKE_CH_BINARY, args, ProcessLog()), "");
-    ASSERT_TRUE(WaitFor([this] {
+    ASSERT_TRUE(WaitFor(kDeadline, [this] {
       ChClient client(socket_);
       return client.Call("GET", "vmm.ping", std::nullopt, milliseconds(500)).status == 200;
     })) << "the fake never answered vmm.ping";
+  }
+
+  // Ten connections, each answered once and held open in `held`: every
+  // connection the fake serves at a time (micro_http's limit).
+  void TakeEveryConnectionSlot(std::vector<std::unique_ptr<RawConnection>>& held) {
+    for (int i = 0; i < 10; ++i) {
+      held.push_back(std::make_unique<RawConnection>());
+      ASSERT_TRUE(held.back()->ConnectAndSend(socket_, RawRequest("GET", "vmm.ping")));
+      ASSERT_TRUE(held.back()->ReadResponse()) << "connection " << i;
+    }
   }
 
   // A minimal VmConfig whose serial console goes to serial_.
@@ -336,11 +324,12 @@ class FakeCloudHypervisorTest : public ::testing::Test {
 
   bool SerialHas(const std::string& text) const { return Contains(ReadFile(serial_), text); }
 
-  fs::path dir_;
-  std::string socket_;
-  fs::path events_;
-  fs::path serial_;
-  fs::path request_log_;
+  const TempDir temp_dir_{"fakech-test"};
+  const fs::path dir_ = temp_dir_.path();
+  const std::string socket_ = (dir_ / "api.sock").string();
+  const fs::path events_ = dir_ / "events.json";
+  const fs::path serial_ = dir_ / "serial.log";
+  const fs::path request_log_ = dir_ / "requests.jsonl";
   VmletProcess process_;
 };
 
@@ -349,8 +338,7 @@ class FakeCloudHypervisorTest : public ::testing::Test {
 TEST_F(FakeCloudHypervisorTest, StatusLineHasNoReasonPhraseAndJsonRepliesCarryTheirLength) {
   Start();
   RawConnection connection;
-  ASSERT_TRUE(connection.Connect(socket_));
-  ASSERT_TRUE(connection.Send(RawRequest("GET", "vmm.ping")));
+  ASSERT_TRUE(connection.ConnectAndSend(socket_, RawRequest("GET", "vmm.ping")));
   const std::optional<std::string> response = connection.ReadResponse();
   ASSERT_TRUE(response);
   const std::string body = BodyOf(*response);
@@ -366,8 +354,8 @@ TEST_F(FakeCloudHypervisorTest, StatusLineHasNoReasonPhraseAndJsonRepliesCarryTh
 TEST_F(FakeCloudHypervisorTest, NoContentReplyHasNoBodyNoLengthAndTheConnectionStaysUsable) {
   Start();
   RawConnection connection;
-  ASSERT_TRUE(connection.Connect(socket_));
-  ASSERT_TRUE(connection.Send(RawRequest("PUT", "vm.create", MinimalConfig().dump())));
+  ASSERT_TRUE(
+      connection.ConnectAndSend(socket_, RawRequest("PUT", "vm.create", MinimalConfig().dump())));
   EXPECT_EQ(connection.ReadResponse(),
             "HTTP/1.1 204 \r\nServer: Cloud Hypervisor API\r\nConnection: keep-alive\r\n\r\n");
   ASSERT_TRUE(connection.Send(RawRequest("GET", "vm.info")));
@@ -379,10 +367,10 @@ TEST_F(FakeCloudHypervisorTest, NoContentReplyHasNoBodyNoLengthAndTheConnectionS
 TEST_F(FakeCloudHypervisorTest, PipelinedRequestsOnOneConnectionAreAnsweredInOrder) {
   Start();
   RawConnection connection;
-  ASSERT_TRUE(connection.Connect(socket_));
-  ASSERT_TRUE(connection.Send(RawRequest("GET", "vm.info") + RawRequest("GET", "vmm.ping") +
-                              RawRequest("PUT", "vm.create", MinimalConfig().dump()) +
-                              RawRequest("GET", "vm.info")));
+  ASSERT_TRUE(connection.ConnectAndSend(
+      socket_, RawRequest("GET", "vm.info") + RawRequest("GET", "vmm.ping") +
+                   RawRequest("PUT", "vm.create", MinimalConfig().dump()) +
+                   RawRequest("GET", "vm.info")));
   EXPECT_EQ(connection.ReadResponse().value_or("").substr(0, 15), "HTTP/1.1 404 \r\n");
   EXPECT_EQ(connection.ReadResponse().value_or("").substr(0, 15), "HTTP/1.1 200 \r\n");
   EXPECT_EQ(connection.ReadResponse().value_or("").substr(0, 15), "HTTP/1.1 204 \r\n");
@@ -400,12 +388,7 @@ TEST_F(FakeCloudHypervisorTest, CurlKeepsOneConnectionAliveForManyCalls) {
 TEST_F(FakeCloudHypervisorTest, EleventhConnectionGets503AndIsClosedAsMicroHttpDoes) {
   Start();
   std::vector<std::unique_ptr<RawConnection>> held;
-  for (int i = 0; i < 10; ++i) {
-    held.push_back(std::make_unique<RawConnection>());
-    ASSERT_TRUE(held.back()->Connect(socket_));
-    ASSERT_TRUE(held.back()->Send(RawRequest("GET", "vmm.ping")));
-    ASSERT_TRUE(held.back()->ReadResponse()) << "connection " << i;
-  }
+  ASSERT_NO_FATAL_FAILURE(TakeEveryConnectionSlot(held));
   RawConnection eleventh;
   ASSERT_TRUE(eleventh.Connect(socket_));
   EXPECT_EQ(eleventh.ReadUntilClosed(),
@@ -413,7 +396,7 @@ TEST_F(FakeCloudHypervisorTest, EleventhConnectionGets503AndIsClosedAsMicroHttpD
             "Content-Length: 40\r\n\r\n{ \"error\": \"Too many open connections\" }");
 
   held[0]->Close();
-  EXPECT_TRUE(WaitFor([this] {
+  EXPECT_TRUE(WaitFor(kDeadline, [this] {
     ChClient client(socket_);
     return client.Get("vmm.ping").status == 200;
   })) << "a freed slot is never served";
@@ -422,15 +405,10 @@ TEST_F(FakeCloudHypervisorTest, EleventhConnectionGets503AndIsClosedAsMicroHttpD
 TEST_F(FakeCloudHypervisorTest, EleventhConnectionWaitsUnansweredInBacklogMode) {
   Start({"--fake-overflow", "backlog"});
   std::vector<std::unique_ptr<RawConnection>> held;
-  for (int i = 0; i < 10; ++i) {
-    held.push_back(std::make_unique<RawConnection>());
-    ASSERT_TRUE(held.back()->Connect(socket_));
-    ASSERT_TRUE(held.back()->Send(RawRequest("GET", "vmm.ping")));
-    ASSERT_TRUE(held.back()->ReadResponse()) << "connection " << i;
-  }
+  ASSERT_NO_FATAL_FAILURE(TakeEveryConnectionSlot(held));
   RawConnection eleventh;
-  ASSERT_TRUE(eleventh.Connect(socket_));  // the kernel's backlog takes it
-  ASSERT_TRUE(eleventh.Send(RawRequest("GET", "vmm.ping")));
+  // The kernel's backlog takes the connection.
+  ASSERT_TRUE(eleventh.ConnectAndSend(socket_, RawRequest("GET", "vmm.ping")));
   EXPECT_FALSE(eleventh.ReadResponse(milliseconds(300)));
 
   held[0]->Close();
@@ -442,16 +420,15 @@ TEST_F(FakeCloudHypervisorTest, EleventhConnectionWaitsUnansweredInBacklogMode) 
 TEST_F(FakeCloudHypervisorTest, MalformedRequestGetsMicroHttps400AndTheConnectionIsClosed) {
   Start();
   RawConnection garbage;
-  ASSERT_TRUE(garbage.Connect(socket_));
-  ASSERT_TRUE(garbage.Send("GARBAGE\r\n\r\n"));
+  ASSERT_TRUE(garbage.ConnectAndSend(socket_, "GARBAGE\r\n\r\n"));
   const std::string reply = garbage.ReadUntilClosed().value_or("(not closed)");
   EXPECT_EQ(reply.substr(0, 15), "HTTP/1.1 400 \r\n");
   EXPECT_TRUE(Contains(reply, "Server: Firecracker API\r\n")) << reply;
   EXPECT_TRUE(Contains(reply, "All previous unanswered requests will be dropped.")) << reply;
 
   RawConnection chunked;
-  ASSERT_TRUE(chunked.Connect(socket_));
-  ASSERT_TRUE(chunked.Send(
+  ASSERT_TRUE(chunked.ConnectAndSend(
+      socket_,
       "PUT /api/v1/vm.create HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"));
   EXPECT_EQ(chunked.ReadUntilClosed().value_or("(not closed)").substr(0, 15), "HTTP/1.1 400 \r\n");
 
@@ -533,7 +510,7 @@ TEST_F(FakeCloudHypervisorTest, CreateBootPauseResumePowerButtonEndsTheProcessWi
   ASSERT_EQ(client.Put("vm.create", MinimalConfig().dump()).status, 204);
   EXPECT_EQ(State(client), "Created");
   ASSERT_EQ(client.Put("vm.boot").status, 204);
-  ASSERT_TRUE(WaitFor([this] { return SerialHas("VMRS_READY 10.0.2.15\r\n"); }))
+  ASSERT_TRUE(WaitFor(kDeadline, [this] { return SerialHas("VMRS_READY 10.0.2.15\r\n"); }))
       << ReadFile(serial_);
   const std::string serial = ReadFile(serial_);
   EXPECT_TRUE(Contains(serial, "Linux version")) << "no kernel noise before the marker";
@@ -562,7 +539,7 @@ TEST_F(FakeCloudHypervisorTest, EventsArePrettyPrintedObjectsSeparatedByBlankLin
   ChClient client(socket_);
   ASSERT_EQ(client.Put("vm.create", MinimalConfig().dump()).status, 204);
   ASSERT_EQ(client.Put("vm.boot").status, 204);
-  ASSERT_TRUE(WaitFor([this] { return EventNames().size() == 3; }));
+  ASSERT_TRUE(WaitFor(kDeadline, [this] { return EventNames().size() == 3; }));
   const std::string text = ReadFile(events_);
   EXPECT_EQ(text.rfind("{\n  \"timestamp\": {\n    \"secs\": 0,\n    \"nanos\": ", 0), 0u) << text;
   EXPECT_EQ(text.substr(text.size() - 3), "}\n\n") << "each event ends with a blank line";
@@ -606,7 +583,7 @@ TEST_F(FakeCloudHypervisorTest, ShutdownKeepsTheConfigAndTheVmBootsAgain) {
   ChClient client(socket_);
   ASSERT_EQ(client.Put("vm.create", MinimalConfig().dump()).status, 204);
   ASSERT_EQ(client.Put("vm.boot").status, 204);
-  ASSERT_TRUE(WaitFor([this] { return SerialHas("VMRS_READY"); }));
+  ASSERT_TRUE(WaitFor(kDeadline, [this] { return SerialHas("VMRS_READY"); }));
   ASSERT_EQ(client.Put("vm.shutdown").status, 204);
   EXPECT_EQ(State(client), "Created");
   EXPECT_EQ(process_.WaitForExit(milliseconds(0)), std::nullopt) << "vm.shutdown ends no process";
@@ -685,7 +662,7 @@ TEST_F(FakeCloudHypervisorTest, NoShutdownKeepsTheVmmAfterTheGuestPowersOff) {
   ASSERT_EQ(client.Put("vm.create", MinimalConfig().dump()).status, 204);
   ASSERT_EQ(client.Put("vm.boot").status, 204);
   ASSERT_EQ(client.Put("vm.power-button").status, 204);
-  ASSERT_TRUE(WaitFor([this] { return EventNames().back() == "vm/shutdown"; }));
+  ASSERT_TRUE(WaitFor(kDeadline, [this] { return EventNames().back() == "vm/shutdown"; }));
   EXPECT_EQ(State(client), "Created");
   EXPECT_EQ(process_.WaitForExit(milliseconds(0)), std::nullopt);
 }
@@ -867,7 +844,7 @@ TEST_F(FakeCloudHypervisorTest, BootDelayHoldsTheMarkerBackAndReadyIpSetsItsAddr
   ASSERT_EQ(client.Put("vm.boot").status, 204);
   EXPECT_TRUE(SerialHas("Linux version"));
   EXPECT_FALSE(SerialHas("VMRS_READY")) << "the marker came with vm.boot's answer";
-  ASSERT_TRUE(WaitFor([this] { return SerialHas("VMRS_READY 192.0.2.7\r\n"); }));
+  ASSERT_TRUE(WaitFor(kDeadline, [this] { return SerialHas("VMRS_READY 192.0.2.7\r\n"); }));
   EXPECT_GE(SteadyClock::now() - booted, milliseconds(1400));
 }
 

@@ -28,8 +28,13 @@
 #include <vector>
 
 #include "api/vm_key.h"
-#include "tests/fakes/fake_manifest.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/files.h"
+#include "tests/support/free_port.h"
+#include "tests/support/http_client.h"
+#include "tests/support/manifest_builder.h"
+#include "tests/support/vmlet_process.h"
+#include "tests/support/vmlet_test.h"
+#include "tests/support/wait_for.h"
 
 namespace vmlet::testing {
 namespace {
@@ -38,62 +43,6 @@ namespace fs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using SteadyClock = std::chrono::steady_clock;
-
-constexpr milliseconds kPollInterval{50};
-
-bool WaitFor(milliseconds timeout, const std::function<bool()>& done) {
-  const auto deadline = SteadyClock::now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (SteadyClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(kPollInterval);
-  }
-}
-
-// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick for
-// port 0), or 0.
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-size_t AppendBody(char* data, size_t size, size_t count, void* out) {
-  static_cast<std::string*>(out)->append(data, size * count);
-  return size * count;
-}
-
-struct Response {
-  long code = 0;  // 0: no answer
-  std::string body;
-};
-
-Response HttpGet(const std::string& url) {
-  Response response;
-  CURL* curl = curl_easy_init();
-  if (!curl) return response;
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, AppendBody);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response.body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  if (curl_easy_perform(curl) == CURLE_OK) {
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.code);
-  }
-  curl_easy_cleanup(curl);
-  return response;
-}
 
 // The sample lines of an exposition text, without # HELP / # TYPE.
 std::vector<std::string> SampleLines(const std::string& text) {
@@ -132,67 +81,28 @@ std::string InfoSeries(const api::VmKey& key, const std::string& phase,
          "\",namespace=\"" + key.ns + "\",node=\"metrics-node\",phase=\"" + phase + "\"}";
 }
 
-class MetricsTest : public ::testing::Test {
+class MetricsTest : public VmletTest {
  protected:
+  MetricsTest() : VmletTest("metrics", VMLET_BINARY) {}
+
   static void SetUpTestSuite() { curl_global_init(CURL_GLOBAL_DEFAULT); }
   static void TearDownTestSuite() { curl_global_cleanup(); }
 
-  void SetUp() override {
-    char dir[] = "/tmp/vmlet-metrics-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
-    manifests_ = tmp_ + "/manifests";
-    state_ = tmp_ + "/state";
-    log_ = tmp_ + "/vmlet.log";
-    fs::create_directories(manifests_);
-  }
-
-  void TearDown() override {
-    vmlet_.KillAndReap();
-    if (HasFailure())
-      std::cerr << "---- last lines of " << log_ << " ----\n" << TailOfFile(log_, 60);
-    std::error_code ignored;
-    fs::remove_all(tmp_, ignored);
-  }
-
-  std::string ManifestPath(const api::VmKey& key) const {
-    return manifests_ + "/" + key.ns + "/" + key.name + ".yaml";
-  }
-
-  void WriteManifest(const api::VmKey& key, const std::string& content) {
-    fs::create_directories(fs::path(ManifestPath(key)).parent_path());
-    const fs::path temp = fs::path(manifests_) / ("." + key.ns + "-" + key.name + ".tmp");
-    {
-      std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-      out << content;
-    }
-    fs::rename(temp, ManifestPath(key));
-  }
-
   void StartVmlet(const std::string& metrics_addr) {
-    ASSERT_EQ(vmlet_.Start(VMLET_BINARY,
-                           {"run", "--manifests", manifests_, "--state-dir", state_, "--driver",
-                            "fake", "--fake-boot-delay", "200ms", "--fake-shutdown-delay", "50ms",
-                            "--node-name", "metrics-node", "--metrics-addr", metrics_addr, "--api-addr", "off"},
-                           log_),
-              "");
+    StartVmletRun({"--driver", "fake", "--fake-boot-delay", "200ms", "--fake-shutdown-delay",
+                   "50ms", "--node-name", "metrics-node", "--metrics-addr", metrics_addr,
+                   "--api-addr", "off"});
   }
 
   std::string Scrape() const { return HttpGet(url_).body; }
 
-  std::string LogText() const {
-    std::ifstream in(log_);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
+  std::string LogText() const { return ReadFile(logs_.back()); }
 
-  std::string tmp_, manifests_, state_, log_, url_;
-  VmletProcess vmlet_;
+  std::string url_;
 };
 
 TEST_F(MetricsTest, ScrapeShowsEveryVmItsBootAndReconcilesAndForgetsADeletedVm) {
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   ASSERT_GT(port, 0);
   url_ = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
   const std::vector<api::VmKey> vms = {{"prod", "web-1"}, {"prod", "web-2"}, {"dev", "db-1"}};
@@ -283,13 +193,13 @@ TEST_F(MetricsTest, ScrapeShowsEveryVmItsBootAndReconcilesAndForgetsADeletedVm) 
   EXPECT_EQ(Value(text, "vmlet_manifest_errors_total{reason=\"other\"}"), 0.0);
 
   // Only /metrics is served.
-  EXPECT_EQ(HttpGet("http://127.0.0.1:" + std::to_string(port) + "/").code, 404);
+  EXPECT_EQ(HttpGet("http://127.0.0.1:" + std::to_string(port) + "/").status, 404);
 
   vmlet_.Signal(SIGTERM);
   std::optional<int> status = vmlet_.WaitForExit(seconds(10));
   ASSERT_TRUE(status.has_value()) << "vmlet did not exit within 10 s of SIGTERM";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
-  EXPECT_EQ(HttpGet(url_).code, 0) << "the metrics port still answers after vmlet exited";
+  EXPECT_EQ(HttpGet(url_).status, 0) << "the metrics port still answers after vmlet exited";
 }
 
 TEST_F(MetricsTest, MetricsAddrOffServesNothing) {
@@ -308,12 +218,12 @@ TEST_F(MetricsTest, MetricsAddrOffServesNothing) {
 
 TEST_F(MetricsTest, MetricsAddrInUseStopsVmletAtStartWithAClearError) {
   // Taken by the first vmlet; the second cannot have it.
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   ASSERT_GT(port, 0);
   const std::string addr = "127.0.0.1:" + std::to_string(port);
   url_ = "http://" + addr + "/metrics";
   ASSERT_NO_FATAL_FAILURE(StartVmlet(addr));
-  ASSERT_TRUE(WaitFor(seconds(30), [&] { return HttpGet(url_).code == 200; }));
+  ASSERT_TRUE(WaitFor(seconds(30), [&] { return HttpGet(url_).status == 200; }));
 
   VmletProcess second;
   const std::string second_log = tmp_ + "/second.log";
@@ -334,7 +244,7 @@ TEST_F(MetricsTest, MalformedMetricsAddrIsAUsageError) {
   ASSERT_EQ(bad.Start(VMLET_BINARY,
                       {"run", "--manifests", manifests_, "--state-dir", state_, "--driver", "fake",
                        "--metrics-addr", "9470", "--api-addr", "off"},
-                      log_),
+                      NewLog()),
             "");
   std::optional<int> status = bad.WaitForExit(seconds(30));
   ASSERT_TRUE(status.has_value());

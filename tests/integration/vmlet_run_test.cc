@@ -29,8 +29,12 @@
 #include <vector>
 
 #include "api/vm_key.h"
-#include "tests/fakes/fake_manifest.h"
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/files.h"
+#include "tests/support/manifest_builder.h"
+#include "tests/support/proc_status.h"
+#include "tests/support/vmlet_process.h"
+#include "tests/support/vmlet_test.h"
+#include "tests/support/wait_for.h"
 
 namespace vmlet::testing {
 namespace {
@@ -40,50 +44,6 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using SteadyClock = std::chrono::steady_clock;
-
-constexpr milliseconds kPollInterval{50};
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
-
-// Replaces `path` as editors and git do: a temporary file in the same
-// directory (a dot-name, which vmlet ignores), then rename.
-void WriteFileAtomically(const std::string& path, const std::string& content) {
-  const fs::path target(path);
-  const fs::path temp = target.parent_path() / ("." + target.filename().string() + ".tmp");
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << content;
-  }
-  fs::rename(temp, target);
-}
-
-// Polls `done` every kPollInterval until it is true or `timeout` has passed;
-// returns its last value.
-bool WaitFor(milliseconds timeout, const std::function<bool()>& done) {
-  const auto deadline = SteadyClock::now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (SteadyClock::now() >= deadline) return false;
-    std::this_thread::sleep_for(kPollInterval);
-  }
-}
-
-// The value of `field` ("VmRSS") in /proc/<pid>/status, as written there.
-std::string ProcStatusField(pid_t pid, const std::string& field) {
-  std::istringstream in(ReadFile("/proc/" + std::to_string(pid) + "/status"));
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(field + ":", 0) == 0) {
-      const size_t value = line.find_first_not_of(" \t", field.size() + 1);
-      return value == std::string::npos ? "" : line.substr(value);
-    }
-  }
-  return "";
-}
 
 double MsSince(SteadyClock::time_point start) {
   return std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count();
@@ -138,56 +98,33 @@ struct FakeDriverView {
   }
 };
 
-class VmletRunTest : public ::testing::Test {
+class VmletRunTest : public VmletTest {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/vmlet-int-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
-    manifests_ = tmp_ + "/manifests";
-    state_ = tmp_ + "/state";
-    fs::create_directories(manifests_);
-  }
+  VmletRunTest() : VmletTest("int", VMLET_BINARY) { log_lines_shown_on_failure_ = 80; }
 
-  void TearDown() override {
-    vmlet_.KillAndReap();
-    if (HasFailure()) {
-      for (const std::string& log : logs_) {
-        std::cerr << "---- last lines of " << log << " ----\n" << TailOfFile(log, 80);
-      }
-    }
-    std::error_code ignored;
-    fs::remove_all(tmp_, ignored);
-  }
-
-  std::string ManifestPath(const api::VmKey& key) const {
-    return manifests_ + "/" + key.ns + "/" + key.name + ".yaml";
-  }
-  std::string VmDir(const api::VmKey& key) const {
-    return state_ + "/vms/" + key.ns + "/" + key.name;
-  }
   std::string FakeStateFile() const { return state_ + "/fake-driver.jsonl"; }
-
-  void WriteManifest(const api::VmKey& key, const std::string& content) {
-    fs::create_directories(fs::path(ManifestPath(key)).parent_path());
-    WriteFileAtomically(ManifestPath(key), content);
-  }
 
   // Starts vmlet with its output going to vmlet-<n>.log in the temp dir.
   // Without a metrics endpoint: tests run in parallel (metrics_test.cc
   // covers it).
   void StartVmlet(const std::string& boot_delay, const std::string& shutdown_delay,
                   const std::vector<std::string>& extra_flags = {}) {
-    const std::string log = tmp_ + "/vmlet-" + std::to_string(logs_.size() + 1) + ".log";
-    logs_.push_back(log);
-    std::vector<std::string> args = {"run", "--manifests", manifests_, "--state-dir", state_,
-                                     "--driver", "fake", "--workers", "4", "--fake-boot-delay",
-                                     boot_delay, "--fake-shutdown-delay", shutdown_delay,
-                                     "--log-level", "info", "--metrics-addr", "off",
-                                     "--api-addr", "off"};
+    std::vector<std::string> args = {"--driver",
+                                     "fake",
+                                     "--workers",
+                                     "4",
+                                     "--fake-boot-delay",
+                                     boot_delay,
+                                     "--fake-shutdown-delay",
+                                     shutdown_delay,
+                                     "--log-level",
+                                     "info",
+                                     "--metrics-addr",
+                                     "off",
+                                     "--api-addr",
+                                     "off"};
     args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-    const std::string error = vmlet_.Start(VMLET_BINARY, args, log);
-    ASSERT_EQ(error, "");
+    StartVmletRun(args);
   }
 
   // SIGTERM, then the exit status within `timeout`; returns how long it took.
@@ -203,12 +140,6 @@ class VmletRunTest : public ::testing::Test {
       EXPECT_EQ(WEXITSTATUS(*status), 0);
     }
     return ms;
-  }
-
-  // The status.json of `key`, or null when it is missing or unreadable.
-  json Status(const api::VmKey& key) const {
-    return json::parse(ReadFile(VmDir(key) + "/status.json"), nullptr,
-                       /*allow_exceptions=*/false);
   }
 
   // The status.json of every VM directory (a directory without one, or one
@@ -229,13 +160,6 @@ class VmletRunTest : public ::testing::Test {
     return out;
   }
 
-  static std::string Phase(const json& status) {
-    return status.is_object() ? status.value("phase", "") : "";
-  }
-  static pid_t VmmPid(const json& status) {
-    if (!status.is_object() || !status.contains("vmm") || !status["vmm"].is_object()) return 0;
-    return status["vmm"].value("pid", 0);
-  }
   static const json* Condition(const json& status, const std::string& type) {
     if (!status.is_object() || !status.contains("conditions")) return nullptr;
     for (const json& c : status["conditions"]) {
@@ -274,10 +198,6 @@ class VmletRunTest : public ::testing::Test {
     }
     return false;
   }
-
-  std::string tmp_, manifests_, state_;
-  std::vector<std::string> logs_;
-  VmletProcess vmlet_;
 };
 
 // The acceptance scenario at scale: 1,000 VMs in 10 namespaces converge;
@@ -521,14 +441,12 @@ TEST_F(VmletRunTest, ShareRootRejectsASharedDirEscapingThroughASymlink) {
                                shares + ")";
 
   // vmlet validate: exit 1, the error, and nothing about the good one.
-  VmletProcess validate;
-  const std::string out = tmp_ + "/validate.out";
-  ASSERT_EQ(validate.Start(VMLET_BINARY, {"validate", "--share-root", shares, manifests_}, out), "");
-  std::optional<int> status = validate.WaitForExit(seconds(20));
-  ASSERT_TRUE(status.has_value());
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << "wait status " << *status;
-  EXPECT_EQ(ReadFile(out), "ok small/good " + ManifestPath(good) + ":1:1\n" + expected +
-                              "\n1 valid VirtualMachine, 1 error\n");
+  const CommandResult validate =
+      RunToExit(VMLET_BINARY, {"validate", "--share-root", shares, manifests_},
+                tmp_ + "/validate.out", seconds(20));
+  EXPECT_EQ(validate.exit_code, 1);
+  EXPECT_EQ(validate.output, "ok small/good " + ManifestPath(good) + ":1:1\n" + expected +
+                                 "\n1 valid VirtualMachine, 1 error\n");
 
   // vmlet run: the good VM boots; the bad one never does, and says why.
   ASSERT_NO_FATAL_FAILURE(StartVmlet("100ms", "100ms", {"--share-root", shares}));
@@ -545,6 +463,19 @@ TEST_F(VmletRunTest, ShareRootRejectsASharedDirEscapingThroughASymlink) {
   EXPECT_EQ(Phase(bad_status), "Failed") << bad_status.dump();
   FakeDriverView driver = FakeDriverView::Read(FakeStateFile());
   EXPECT_EQ(driver.live_pid_by_dir.count(VmDir(bad)), 0u) << "the escaping VM was booted";
+}
+
+// `vmlet validate` exits 1 on an invalid manifest, 0 on the examples.
+TEST_F(VmletRunTest, ValidateExitsOneOnAnInvalidManifestAndZeroOnTheExamples) {
+  const std::string bad = tmp_ + "/bad.yaml";
+  ASSERT_TRUE(WriteFile(bad, "apiVersion: vmlet.dev/v1alpha1\n"));
+  const CommandResult invalid =
+      RunToExit(VMLET_BINARY, {"validate", bad}, tmp_ + "/invalid.out", seconds(20));
+  EXPECT_EQ(invalid.exit_code, 1) << invalid.output;
+  const CommandResult examples =
+      RunToExit(VMLET_BINARY, {"validate", std::string(VMLET_SOURCE_DIR) + "/manifests/examples"},
+                tmp_ + "/examples.out", seconds(20));
+  EXPECT_EQ(examples.exit_code, 0) << examples.output;
 }
 
 }  // namespace

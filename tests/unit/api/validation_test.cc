@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/support/vm_specs.h"
+
 namespace vmlet::api {
 namespace {
 
@@ -13,13 +15,8 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 VmSpec TestSpec(std::string name) {
-  VmSpec spec;
-  spec.name = std::move(name);
-  spec.ns = "test";
+  VmSpec spec = testing::MinimalVmSpec({"test", std::move(name)}, "/tmp/kernel", 1, 256);
   spec.driver = "qemu";
-  spec.kernel = "/tmp/kernel";
-  spec.cpus = 1;
-  spec.memory_mb = 256;
   return spec;
 }
 

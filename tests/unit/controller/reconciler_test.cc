@@ -25,6 +25,7 @@
 #include "manifests/spec_json.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_proc_fs.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::controller {
 namespace {
@@ -163,17 +164,11 @@ class ReconcilerTest : public ::testing::Test {
   };
 
   void SetUp() override {
-    char tmpl[] = "/tmp/vmlet-reconciler-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     state_dir_ = dir_ + "/state";
     StartVmlet();
   }
 
-  void TearDown() override {
-    vmlet_.reset();
-    fs::remove_all(dir_);
-  }
+  void TearDown() override { vmlet_.reset(); }
 
   // --- vmlet -----------------------------------------------------------------
 
@@ -460,7 +455,8 @@ class ReconcilerTest : public ::testing::Test {
   }
 
   testing::FakeClock clock_;
-  std::string dir_;
+  const testing::TempDir temp_dir_{"reconciler-test"};
+  const std::string dir_ = temp_dir_.path();
   std::string state_dir_;
   milliseconds boot_delay_ = kBootDelay;
   std::unique_ptr<Vmlet> vmlet_;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tests/fakes/fake_clock.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::controller {
 namespace {
@@ -93,13 +94,7 @@ Event MakeEvent(WallTime time, std::string reason, std::string message = "") {
 
 class StateStoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/vmlet-state-store-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    state_dir_ = dir_ + "/state";
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { state_dir_ = dir_ + "/state"; }
 
   // A store on state_dir_, initialised, with the VM directory of kWeb.
   std::unique_ptr<StateStore> NewStore(StateStore::Options options = {}) {
@@ -134,7 +129,8 @@ class StateStoreTest : public ::testing::Test {
   }
 
   const api::VmKey kWeb{"default", "web"};
-  std::string dir_;
+  const testing::TempDir temp_dir_{"state-store-test"};
+  const std::string dir_ = temp_dir_.path();
   std::string state_dir_;
   testing::FakeClock clock_;
 };

@@ -13,6 +13,7 @@
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
 #include "drivers/qemu/qemu_driver.h"
+#include "tests/support/vm_specs.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -23,15 +24,8 @@ using ::testing::ElementsAreArray;
 
 constexpr char kVmDir[] = "/s/vms/prod/web-1";
 
-api::VmSpec MinimalSpec() {
-  api::VmSpec spec;
-  spec.ns = "prod";
-  spec.name = "web-1";
-  spec.kernel = "/img/vmlinuz";
-  spec.cpus = 2;
-  spec.memory_mb = 512;
-  return spec;
-}
+// prod/web-1 with /img/vmlinuz, 2 CPUs and 512 MiB.
+api::VmSpec MinimalSpec() { return testing::MinimalVmSpec(); }
 
 TEST(ChVmConfigTest, MinimalSpecBootsTheKernelWithTheSerialConsoleInTheVmDir) {
   EXPECT_EQ(ChVmConfig(MinimalSpec(), kVmDir), json::parse(R"({

@@ -10,10 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/files.h"
+#include "tests/support/temp_dir.h"
+
 namespace vmlet::drivers {
 namespace {
 
 using namespace std::string_literals;
+using testing::ReadFile;
 
 // A /proc/<pid>/stat line as Linux 6.1 writes it, with fields 4..21 and 23..
 // filled with typical values.
@@ -120,20 +124,14 @@ TEST(ParseProcStatTest, RejectsMalformedStat) {
 // LinuxProcFs over a /proc tree written by the test.
 class ProcFsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/vmlet-procfs-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    root_ = dir;
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
-
   void Write(const std::string& relative, const std::string& content) {
     std::filesystem::path path = std::filesystem::path(root_) / relative;
     std::filesystem::create_directories(path.parent_path());
     std::ofstream(path, std::ios::binary) << content;
   }
 
-  std::string root_;
+  const testing::TempDir root_dir_{"procfs"};
+  const std::string root_ = root_dir_.path();
 };
 
 TEST_F(ProcFsTest, BootIdIsReadWithoutTheNewline) {
@@ -217,14 +215,6 @@ TEST_F(ProcFsTest, NonPositivePidIsNotFound) {
   EXPECT_TRUE(LinuxProcFs(root_).ReadProcess(-1).status().IsNotFound());
   EXPECT_TRUE(LinuxProcFs(root_).OpenPidFd(0).status().IsNotFound());
   EXPECT_TRUE(LinuxProcFs(root_).OpenPidFd(-1).status().IsNotFound());
-}
-
-// The host's own /proc.
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
 }
 
 TEST(ProcFsRealTest, BootIdIsTheHostsUuid) {

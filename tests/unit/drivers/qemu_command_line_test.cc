@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "drivers/qemu/qemu_driver.h"
+#include "tests/support/vm_specs.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -14,15 +15,8 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 
-api::VmSpec MinimalSpec() {
-  api::VmSpec spec;
-  spec.ns = "prod";
-  spec.name = "web-1";
-  spec.kernel = "/img/vmlinuz";
-  spec.cpus = 2;
-  spec.memory_mb = 512;
-  return spec;
-}
+// prod/web-1 with /img/vmlinuz, 2 CPUs and 512 MiB.
+api::VmSpec MinimalSpec() { return testing::MinimalVmSpec(); }
 
 TEST(QemuCommandLineTest, MinimalSpecBootsTheKernelHeadlessWithEveryFileInTheVmDir) {
   EXPECT_THAT(QemuCommandLine(MinimalSpec(), "/s/vms/prod/web-1", "tcg", QemuOptions{}),

@@ -1,11 +1,11 @@
 // QmpClient against a scripted fake QMP server (a thread listening on a Unix
-// socket in a per-test temp dir), and once against a real QEMU (TCG) booting
-// the test guest from tests/guest.
+// socket in a per-test temp dir); tests/integration/qmp_client_qemu_test.cc
+// drives a real QEMU.
 //
 // The fake server plays a fixed script per test, so every test sees the same
 // byte stream; where a test needs a reply split across reads it holds the
 // rest back until the client has demonstrably consumed the first part.
-// Every wait has a deadline; the QEMU process is ended by its recorded pid.
+// Every wait has a deadline.
 
 #include "drivers/qemu/qmp_client.h"
 
@@ -13,10 +13,8 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,8 +34,7 @@
 
 #include "drivers/host/real_clock.h"
 #include "drivers/unique_fd.h"
-
-extern char** environ;
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -54,13 +51,6 @@ constexpr std::string_view kGreeting =
     "\r\n";
 
 steady_clock::time_point Soon() { return steady_clock::now() + kTestDeadline; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 // The server's end of one connection. Reads wait at most kTestDeadline.
 class FakeQmpPeer {
@@ -184,17 +174,9 @@ class FakeQmpServer {
 
 class QmpClientTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/vmlet-qmp-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
-    socket_path_ = tmp_ + "/qmp.sock";
-  }
+  void SetUp() override { socket_path_ = tmp_ + "/qmp.sock"; }
 
-  void TearDown() override {
-    server_.Join();
-    std::filesystem::remove_all(tmp_);
-  }
+  void TearDown() override { server_.Join(); }
 
   // Starts the fake server with greeting + handshake followed by `script`.
   void Serve(FakeQmpServer::Script script) {
@@ -212,7 +194,8 @@ class QmpClientTest : public ::testing::Test {
   }
 
   RealClock clock_;
-  std::string tmp_;
+  const testing::TempDir tmp_dir_{"qmp"};
+  const std::string tmp_ = tmp_dir_.path();
   std::string socket_path_;
   FakeQmpServer server_;
 };
@@ -439,191 +422,6 @@ TEST_F(QmpClientTest, ConnectToMissingSocketIsUnavailableAndRetryable) {
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), api::Status::Code::kUnavailable) << client.status();
   EXPECT_TRUE(client.status().IsRetryable());
-}
-
-// --- Real QEMU --------------------------------------------------------------
-
-constexpr auto kBuildGuestDeadline = std::chrono::minutes(5);
-constexpr auto kQemuDeadline = std::chrono::seconds(30);
-
-// Spawns `argv` (PATH lookup) with stdin from /dev/null and stdout+stderr to
-// `log_path`, a clean signal mask and default dispositions. Returns the pid
-// or -1.
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log_path) {
-  std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD}) sigaddset(&defaults, sig);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  pid_t pid = -1;
-  const int err = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), environ);
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&actions);
-  return err == 0 ? pid : -1;
-}
-
-// Waits until our child `pid` exits, up to `deadline`, and reaps it.
-// Returns its wait status, or nullopt on deadline (the child is left alone).
-std::optional<int> WaitExit(pid_t pid, steady_clock::time_point deadline) {
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd.valid()) return std::nullopt;
-  for (;;) {
-    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - steady_clock::now());
-    if (left.count() <= 0) return std::nullopt;
-    pollfd pfd{.fd = pidfd.get(), .events = POLLIN, .revents = 0};
-    if (::poll(&pfd, 1, static_cast<int>(left.count())) == 1) break;
-  }
-  int status = 0;
-  if (::waitpid(pid, &status, 0) != pid) return std::nullopt;
-  return status;
-}
-
-class QmpClientQemuTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char dir[] = "/tmp/vmlet-qmpq-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
-  }
-
-  void TearDown() override {
-    if (qemu_pid_ > 0) {  // still our unreaped child: its pid cannot be reused
-      ::kill(qemu_pid_, SIGKILL);
-      ::waitpid(qemu_pid_, nullptr, 0);
-    }
-    std::filesystem::remove_all(tmp_);
-  }
-
-  // The guest's directory, built with tests/guest/build-guest if missing.
-  std::string GuestDir() {
-    std::string dir;
-    if (const char* env = std::getenv("VMLET_GUEST_DIR"); env != nullptr && *env != '\0') {
-      dir = env;
-    } else if (const char* home = std::getenv("HOME"); home != nullptr) {
-      dir = std::string(home) + "/.cache/vmlet/guest";
-    } else {
-      ADD_FAILURE() << "neither VMLET_GUEST_DIR nor HOME is set";
-      return "";
-    }
-    if (std::filesystem::exists(dir + "/vmlinuz") &&
-        std::filesystem::exists(dir + "/initramfs.cpio.gz")) {
-      return dir;
-    }
-    const std::string log = tmp_ + "/build-guest.log";
-    const pid_t pid = Spawn({std::string(VMLET_SOURCE_DIR) + "/tests/guest/build-guest", dir}, log);
-    if (pid < 0) {
-      ADD_FAILURE() << "cannot spawn build-guest";
-      return "";
-    }
-    std::optional<int> status = WaitExit(pid, steady_clock::now() + kBuildGuestDeadline);
-    if (!status.has_value()) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      ADD_FAILURE() << "build-guest did not finish in time:\n" << ReadFile(log);
-      return "";
-    }
-    if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
-      ADD_FAILURE() << "build-guest failed:\n" << ReadFile(log);
-      return "";
-    }
-    return dir;
-  }
-
-  std::string QemuLog() { return ReadFile(tmp_ + "/qemu.log"); }
-
-  RealClock clock_;
-  std::string tmp_;
-  pid_t qemu_pid_ = -1;  // spawned and not yet reaped
-};
-
-TEST_F(QmpClientQemuTest, DrivesARealQemuThroughStopContAndQuit) {
-  const std::string guest = GuestDir();
-  ASSERT_FALSE(guest.empty());
-  const std::string sock = tmp_ + "/qmp.sock";
-  qemu_pid_ = Spawn({"qemu-system-x86_64",
-                     "-accel",
-                     "tcg",
-                     "-nodefaults",
-                     "-no-user-config",
-                     "-display",
-                     "none",
-                     "-m",
-                     "256",
-                     "-kernel",
-                     guest + "/vmlinuz",
-                     "-initrd",
-                     guest + "/initramfs.cpio.gz",
-                     "-append",
-                     "console=ttyS0",
-                     "-serial",
-                     "file:" + tmp_ + "/serial.log",
-                     "-qmp",
-                     "unix:" + sock + ",server=on,wait=off",
-                     "-no-reboot"},
-                    tmp_ + "/qemu.log");
-  ASSERT_GT(qemu_pid_, 0) << "cannot spawn qemu-system-x86_64";
-
-  // QEMU creates the socket shortly after start; retry while it is missing.
-  const auto deadline = steady_clock::now() + kQemuDeadline;
-  api::StatusOr<QmpClientPtr> connected = api::Status::Unavailable("not tried");
-  while (steady_clock::now() < deadline) {
-    connected = QmpClient::Connect(sock, clock_, deadline);
-    if (connected.ok() || !connected.status().IsRetryable()) break;
-    int status = 0;
-    if (::waitpid(qemu_pid_, &status, WNOHANG) == qemu_pid_) {
-      qemu_pid_ = -1;
-      FAIL() << "QEMU exited (status " << status << ") before serving QMP:\n" << QemuLog();
-    }
-    ::poll(nullptr, 0, 20);  // back off between attempts
-  }
-  ASSERT_TRUE(connected.ok()) << connected.status() << "\n" << QemuLog();
-  QmpClientPtr client = std::move(connected).value();
-
-  api::StatusOr<json> status = client->Execute("query-status", nullptr, deadline);
-  ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ((*status)["status"], "running");
-  EXPECT_EQ((*status)["running"], true);
-
-  api::StatusOr<json> stopped = client->Execute("stop", nullptr, deadline);
-  ASSERT_TRUE(stopped.ok()) << stopped.status();
-  EXPECT_EQ(*stopped, json::object());
-  status = client->Execute("query-status", nullptr, deadline);
-  ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ((*status)["status"], "paused");
-  EXPECT_EQ((*status)["running"], false);
-  std::vector<json> events = client->TakeEvents();
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0]["event"], "STOP");
-
-  api::StatusOr<json> resumed = client->Execute("cont", nullptr, deadline);
-  ASSERT_TRUE(resumed.ok()) << resumed.status();
-  status = client->Execute("query-status", nullptr, deadline);
-  ASSERT_TRUE(status.ok()) << status.status();
-  EXPECT_EQ((*status)["status"], "running");
-  events = client->TakeEvents();
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0]["event"], "RESUME");
-
-  api::StatusOr<json> quit = client->Execute("quit", nullptr, deadline);
-  ASSERT_TRUE(quit.ok()) << quit.status();
-  std::optional<int> exit_status = WaitExit(qemu_pid_, deadline);
-  ASSERT_TRUE(exit_status.has_value()) << "QEMU still running after quit";
-  qemu_pid_ = -1;
-  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << *exit_status;
 }
 
 }  // namespace

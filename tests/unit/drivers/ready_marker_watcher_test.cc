@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tests/fakes/fake_clock.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -100,16 +101,7 @@ TEST(ReadyMarkerParseTest, RejectsAMarkerThatIsNotAWholeWord) {
 
 class ReadyMarkerWatcherTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/vmlet-ready-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
-  }
-
-  void TearDown() override {
-    watcher_.Stop();
-    std::filesystem::remove_all(tmp_);
-  }
+  void TearDown() override { watcher_.Stop(); }
 
   // Makes the directory of VM `name` with a serial.log holding `content`, and
   // returns the directory.
@@ -179,7 +171,8 @@ class ReadyMarkerWatcherTest : public ::testing::Test {
     return calls_;
   }
 
-  std::string tmp_;
+  const testing::TempDir tmp_dir_{"ready"};
+  const std::string tmp_ = tmp_dir_.path();
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::string> calls_;  // guarded by mu_: the listener's calls, in order

@@ -15,6 +15,9 @@
 #include <string_view>
 
 #include "manifests/spec_json.h"
+#include "tests/support/files.h"
+#include "tests/support/manifest_builder.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::manifests {
 namespace {
@@ -26,47 +29,19 @@ using ::testing::SizeIs;
 
 constexpr uid_t kNobody = 65534;
 
+api::VmKey Key(std::string_view name) { return api::VmKey{"prod", std::string(name)}; }
+
 // One valid VirtualMachine document.
 std::string Vm(std::string_view name, int cpus = 2,
                std::string_view kernel = "/var/lib/vmlet/images/vmlinuz") {
-  std::string yaml = "apiVersion: vmlet.dev/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: ";
-  yaml += name;
-  yaml += "\n  namespace: prod\nspec:\n  kernel: ";
-  yaml += kernel;
-  yaml += "\n  cpus: " + std::to_string(cpus) + "\n  memoryMb: 512\n";
-  return yaml;
+  return testing::MinimalVmManifest(Key(name), cpus, std::string(kernel));
 }
 
-api::VmKey Key(std::string_view name) { return api::VmKey{"prod", std::string(name)}; }
-
-void WriteFile(const std::string& path, std::string_view content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  out.close();
-  if (!out) ADD_FAILURE() << "cannot write " << path;
-}
-
-// How editors save: write a temporary file (a name the source ignores), then
-// rename it over the original.
-void ReplaceFile(const std::string& path, std::string_view content) {
-  WriteFile(path + ".tmp", content);
-  if (rename((path + ".tmp").c_str(), path.c_str()) != 0) ADD_FAILURE() << "rename " << path;
-}
-
-void MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0755) != 0) ADD_FAILURE() << "mkdir " << path;
-}
-
-void Symlink(const std::string& target, const std::string& link) {
-  if (symlink(target.c_str(), link.c_str()) != 0) ADD_FAILURE() << "symlink " << link;
-}
-
-// Points `link` at `target` atomically, as git-sync and the kubelet do: a new
-// link under a temporary name, renamed over the old one.
-void SwapSymlink(const std::string& target, const std::string& link) {
-  Symlink(target, link + "_tmp");
-  if (rename((link + "_tmp").c_str(), link.c_str()) != 0) ADD_FAILURE() << "rename " << link;
-}
+using testing::MakeDir;
+using testing::SwapSymlink;
+using testing::Symlink;
+using testing::WriteFile;
+using testing::WriteFileAtomically;
 
 // The cpus of VM prod/`name` in `snapshot`, or -1 when it is not there.
 int CpusOf(const Snapshot& snapshot, std::string_view name) {
@@ -77,9 +52,6 @@ int CpusOf(const Snapshot& snapshot, std::string_view name) {
 class DirectorySourceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/vmlet-directory-source-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
     // Traversable by "nobody", for the tests that check permissions.
     ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
     root_ = dir_ + "/manifests";
@@ -88,8 +60,6 @@ class DirectorySourceTest : public ::testing::Test {
 
   void TearDown() override {
     if (geteuid() == 0) setfsuid(0);
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
   }
 
   // Makes permission bits apply to this thread, also when the tests run as
@@ -107,7 +77,8 @@ class DirectorySourceTest : public ::testing::Test {
     return false;
   }
 
-  std::string dir_;   // the test's temporary directory
+  const testing::TempDir temp_dir_{"directory-source"};
+  const std::string dir_ = temp_dir_.path();  // the test's temporary directory
   std::string root_;  // the manifest directory, inside dir_
 };
 
@@ -189,7 +160,7 @@ TEST_F(DirectorySourceTest, WriteTempThenRenameChangesTheSpec) {
   ManifestDirectory source(root_, ParseOptions{});
   source.Rescan();
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 6));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 6));
   const SourceUpdate update = source.Rescan();
 
   EXPECT_THAT(update.diff.changed, ElementsAre(Key("web-1")));
@@ -247,7 +218,7 @@ TEST_F(DirectorySourceTest, UnchangedVmsKeepTheirEntryWhenAnotherFileChanges) {
   ManifestDirectory source(root_, ParseOptions{});
   const SourceUpdate first = source.Rescan();
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 3));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 3));
   const SourceUpdate second = source.Rescan();
 
   EXPECT_EQ(second.snapshot->vms.at(Key("db-1")), first.snapshot->vms.at(Key("db-1")));
@@ -259,7 +230,7 @@ TEST_F(DirectorySourceTest, RewrittenFileWithSameVmKeepsItsEntryAndReportsNoChan
   ManifestDirectory source(root_, ParseOptions{});
   const SourceUpdate first = source.Rescan();
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1"));  // new inode, same content
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1"));  // new inode, same content
   const SourceUpdate second = source.Rescan();
 
   EXPECT_TRUE(second.diff.empty());
@@ -299,7 +270,7 @@ TEST_F(DirectorySourceTest, InvalidEditKeepsTheLastGoodSpecAndReportsTheError) {
   ManifestDirectory source(root_, ParseOptions{});
   const SourceUpdate good = source.Rescan();
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 0));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 0));
   const SourceUpdate update = source.Rescan();
 
   EXPECT_TRUE(update.source_status.ok());
@@ -317,10 +288,10 @@ TEST_F(DirectorySourceTest, FixingAnInvalidFileAppliesTheFixedSpecAndClearsTheEr
   WriteFile(root_ + "/web.yaml", Vm("web-1", 2));
   ManifestDirectory source(root_, ParseOptions{});
   source.Rescan();
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 0));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 0));
   ASSERT_THAT(source.Rescan().errors, SizeIs(1));
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 4));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 4));
   const SourceUpdate update = source.Rescan();
 
   EXPECT_THAT(update.errors, IsEmpty());
@@ -335,7 +306,8 @@ TEST_F(DirectorySourceTest, SyntaxErrorKeepsEveryVmOfTheFile) {
   const SourceUpdate good = source.Rescan();
 
   // What a reader may see of a file being written: cut short mid-mapping.
-  ReplaceFile(root_ + "/web.yaml", "apiVersion: vmlet.dev/v1alpha1\nkind: [VirtualMachine\n");
+  WriteFileAtomically(root_ + "/web.yaml",
+                      "apiVersion: vmlet.dev/v1alpha1\nkind: [VirtualMachine\n");
   const SourceUpdate update = source.Rescan();
 
   EXPECT_TRUE(update.diff.empty());
@@ -366,7 +338,7 @@ TEST_F(DirectorySourceTest, InvalidDocumentDoesNotHoldBackAValidDocumentOfTheSam
   ManifestDirectory source(root_, ParseOptions{});
   source.Rescan();
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 0) + "---\n" + Vm("web-2", 4));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 0) + "---\n" + Vm("web-2", 4));
   const SourceUpdate update = source.Rescan();
 
   EXPECT_THAT(update.diff.changed, ElementsAre(Key("web-2")));
@@ -586,7 +558,7 @@ TEST_F(DirectorySourceTest, CheckoutChangingSeveralFilesIsOneConsistentUpdate) {
   ManifestDirectory source(root_, ParseOptions{});
   source.Rescan();
 
-  ReplaceFile(root_ + "/a.yaml", Vm("a", 2));
+  WriteFileAtomically(root_ + "/a.yaml", Vm("a", 2));
   ASSERT_EQ(unlink((root_ + "/b.yaml").c_str()), 0);
   WriteFile(root_ + "/sub/c.yaml", Vm("c", 12));  // in place
   WriteFile(root_ + "/sub/e.yaml", Vm("e", 1));

@@ -19,6 +19,10 @@
 #include <string_view>
 #include <vector>
 
+#include "tests/support/files.h"
+#include "tests/support/manifest_builder.h"
+#include "tests/support/temp_dir.h"
+
 namespace vmlet::manifests {
 namespace {
 
@@ -30,44 +34,18 @@ using namespace std::chrono_literals;
 // How long a test waits for a condition before it fails.
 constexpr auto kDeadline = 10s;
 
-// One valid VirtualMachine document.
-std::string Vm(std::string_view name, int cpus = 2) {
-  std::string yaml = "apiVersion: vmlet.dev/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: ";
-  yaml += name;
-  yaml += "\n  namespace: prod\nspec:\n  kernel: /var/lib/vmlet/images/vmlinuz\n  cpus: ";
-  yaml += std::to_string(cpus) + "\n  memoryMb: 512\n";
-  return yaml;
-}
-
 api::VmKey Key(std::string_view name) { return api::VmKey{"prod", std::string(name)}; }
 
-void WriteFile(const std::string& path, std::string_view content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  out.close();
-  if (!out) ADD_FAILURE() << "cannot write " << path;
+// One valid VirtualMachine document.
+std::string Vm(std::string_view name, int cpus = 2) {
+  return testing::MinimalVmManifest(Key(name), cpus);
 }
 
-// How editors save: write a temporary file (a name the source ignores), then
-// rename it over the original.
-void ReplaceFile(const std::string& path, std::string_view content) {
-  WriteFile(path + ".tmp", content);
-  if (rename((path + ".tmp").c_str(), path.c_str()) != 0) ADD_FAILURE() << "rename " << path;
-}
-
-void MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0755) != 0) ADD_FAILURE() << "mkdir " << path;
-}
-
-void Symlink(const std::string& target, const std::string& link) {
-  if (symlink(target.c_str(), link.c_str()) != 0) ADD_FAILURE() << "symlink " << link;
-}
-
-// Points `link` at `target` atomically, as git-sync and the kubelet do.
-void SwapSymlink(const std::string& target, const std::string& link) {
-  Symlink(target, link + "_tmp");
-  if (rename((link + "_tmp").c_str(), link.c_str()) != 0) ADD_FAILURE() << "rename " << link;
-}
+using testing::MakeDir;
+using testing::SwapSymlink;
+using testing::Symlink;
+using testing::WriteFile;
+using testing::WriteFileAtomically;
 
 // The cpus of VM prod/`name` in `update`'s snapshot, or -1 when it is not there.
 int CpusOf(const SourceUpdate& update, std::string_view name) {
@@ -78,18 +56,11 @@ int CpusOf(const SourceUpdate& update, std::string_view name) {
 class DirectoryWatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/vmlet-directory-watcher-XXXXXX";
-    ASSERT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
     root_ = dir_ + "/manifests";
     MakeDir(root_);
   }
 
-  void TearDown() override {
-    watcher_.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-  }
+  void TearDown() override { watcher_.reset(); }
 
   // Starts a watcher on `root` (root_ by default) and waits until it is
   // watching. Await() looks only at the updates after that.
@@ -160,7 +131,8 @@ class DirectoryWatcherTest : public ::testing::Test {
     return updates_.at(0);
   }
 
-  std::string dir_;   // the test's temporary directory
+  const testing::TempDir temp_dir_{"directory-watcher"};
+  const std::string dir_ = temp_dir_.path();  // the test's temporary directory
   std::string root_;  // the manifest directory, inside dir_
   std::unique_ptr<ManifestDirectory> source_;
   std::unique_ptr<DirectoryWatcher> watcher_;
@@ -208,7 +180,7 @@ TEST_F(DirectoryWatcherTest, WriteTempThenRenameIsDelivered) {
   WriteFile(root_ + "/web.yaml", Vm("web-1", 2));
   StartWatcher();
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 4));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 4));
 
   const auto update = Await([](const SourceUpdate& u) { return !u.diff.changed.empty(); });
   ASSERT_TRUE(update) << "no update within the deadline";
@@ -283,7 +255,7 @@ TEST_F(DirectoryWatcherTest, RootSymlinkSwapIsDelivered) {
   ASSERT_TRUE(update) << "no update within the deadline";
 
   // The new worktree is watched too.
-  ReplaceFile(dir_ + "/rev-2/web.yaml", Vm("web-1", 6));
+  WriteFileAtomically(dir_ + "/rev-2/web.yaml", Vm("web-1", 6));
   ASSERT_TRUE(Await([](const SourceUpdate& u) { return CpusOf(u, "web-1") == 6; }))
       << "no update within the deadline";
 }
@@ -307,7 +279,7 @@ TEST_F(DirectoryWatcherTest, InvalidEditIsDeliveredAsAnErrorAndKeepsTheLastGoodS
   WriteFile(root_ + "/web.yaml", Vm("web-1", 2));
   StartWatcher();
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 0));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 0));
 
   const auto update = Await([](const SourceUpdate& u) { return !u.errors.empty(); });
   ASSERT_TRUE(update) << "no update within the deadline";
@@ -316,7 +288,7 @@ TEST_F(DirectoryWatcherTest, InvalidEditIsDeliveredAsAnErrorAndKeepsTheLastGoodS
   ASSERT_TRUE(update->invalid.contains(Key("web-1")));
   EXPECT_EQ(update->invalid.at(Key("web-1")).field, "spec.cpus");
 
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 3));
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 3));
   const auto fixed = Await([](const SourceUpdate& u) { return u.errors.empty(); });
   ASSERT_TRUE(fixed) << "no update within the deadline";
   EXPECT_THAT(fixed->invalid, IsEmpty());
@@ -350,8 +322,8 @@ TEST_F(DirectoryWatcherTest, ListenerIsCalledOnlyWhenSomethingChanged) {
 
   WriteFile(root_ + "/notes.tmp", "scratch");
   WriteFile(root_ + "/.web.yaml.swp", "swap");
-  ReplaceFile(root_ + "/web.yaml", Vm("web-1", 2));  // same content, new inode
-  ReplaceFile(root_ + "/db.yaml", Vm("db-1"));       // atomic: no half-written file to see
+  WriteFileAtomically(root_ + "/web.yaml", Vm("web-1", 2));  // same content, new inode
+  WriteFileAtomically(root_ + "/db.yaml", Vm("db-1"));       // atomic: no half-written file to see
   const auto added = Await([](const SourceUpdate& u) { return !u.diff.added.empty(); });
   ASSERT_TRUE(added) << "no update within the deadline";
   EXPECT_THAT(added->diff.added, ElementsAre(Key("db-1")));

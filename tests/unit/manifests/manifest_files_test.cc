@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "manifests/manifest_parser.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::manifests {
 namespace {
@@ -43,13 +44,6 @@ TEST(ManifestFilesTest, OtherExtensionsDotfilesAndEditorFilesAreNotManifests) {
 
 class ManifestFilesDiskTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/vmlet-files-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // `relative` under the test directory, with its parent directories.
   std::string Write(const std::string& relative, const std::string& content = "") {
     std::string path = Path(relative);
@@ -68,7 +62,8 @@ class ManifestFilesDiskTest : public ::testing::Test {
     return listing->files;
   }
 
-  std::string dir_;
+  const testing::TempDir temp_dir_{"files-test"};
+  const std::string dir_ = temp_dir_.path();
 };
 
 TEST_F(ManifestFilesDiskTest, ListingRecursesAndIsSorted) {

@@ -17,6 +17,7 @@
 
 #include "api/vm_spec.h"
 #include "manifests/manifest_error.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::manifests {
 namespace {
@@ -944,9 +945,6 @@ TEST(ManifestParserTest, FileErrorPrintsWithLineAndColumnZero) {
 class ManifestParserImageRootTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vmlet-parser-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     images_ = dir_ + "/images";
     std::filesystem::create_directories(images_);
     std::filesystem::create_directories(dir_ + "/images2");
@@ -955,7 +953,6 @@ class ManifestParserImageRootTest : public ::testing::Test {
     Touch(dir_ + "/images2/vmlinuz");
     Touch(dir_ + "/other/vmlinuz");
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   static void Touch(const std::string& path) { std::ofstream(path) << "kernel"; }
 
@@ -965,7 +962,8 @@ class ManifestParserImageRootTest : public ::testing::Test {
     return Parse(SpecWithoutKernel("  kernel: " + kernel + "\n"), "web.yaml", options);
   }
 
-  std::string dir_;
+  const testing::TempDir temp_dir_{"parser-test"};
+  const std::string dir_ = temp_dir_.path();
   std::string images_;
 };
 

@@ -10,6 +10,7 @@
 
 #include "api/vm_spec.h"
 #include "manifests/manifest_parser.h"
+#include "tests/support/vm_specs.h"
 
 namespace vmlet::manifests {
 namespace {
@@ -21,11 +22,8 @@ using namespace std::chrono_literals;
 
 // Only the required fields; everything else at its default.
 api::VmSpec MinimalSpec() {
-  api::VmSpec spec;
-  spec.name = "web-1";
-  spec.ns = "prod";
+  api::VmSpec spec = testing::MinimalVmSpec({"prod", "web-1"}, "/boot/vmlinuz", 1, 512);
   spec.driver = "qemu";
-  spec.kernel = "/boot/vmlinuz";
   return spec;
 }
 

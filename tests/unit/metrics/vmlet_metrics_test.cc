@@ -24,6 +24,7 @@ using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::SizeIs;
 using ::testing::UnorderedElementsAre;
+using ::testing::UnorderedElementsAreArray;
 
 // The FakeClock's wall time at construction (2026-11-28T00:00:00Z).
 constexpr const char* kStartWall = "1795824000";
@@ -48,10 +49,45 @@ std::vector<std::string> Samples(const VmletMetrics& m, const std::string& name)
   return out;
 }
 
+// The vmlet_vm_info sample of prod/`name` on node n1, as the serializer
+// writes it.
+std::string InfoSample(const std::string& name, const std::string& driver, const std::string& phase,
+                       const std::string& desired) {
+  return "vmlet_vm_info{desired=\"" + desired + "\",driver=\"" + driver + "\",name=\"" + name +
+         "\",namespace=\"prod\",node=\"n1\",phase=\"" + phase + "\"} 1";
+}
+
+// The phase transition time sample of prod/`name` on node n1.
+std::string TransitionSample(const std::string& name, const std::string& unix_seconds) {
+  return "vmlet_vm_phase_transition_timestamp_seconds{name=\"" + name +
+         "\",namespace=\"prod\",node=\"n1\"} " + unix_seconds;
+}
+
+// The restart series of prod/`name` on node n1: `crashed` restarts for
+// reason Crashed, `each_other` for each other reason.
+std::vector<std::string> RestartSamples(const std::string& name, int crashed, int each_other = 0) {
+  std::vector<std::string> out;
+  for (const char* reason :
+       {"Crashed", "IdentityMismatch", "Other", "PoweredOff", "ReadinessTimeout"}) {
+    out.push_back("vmlet_vm_restarts_total{name=\"" + name +
+                  "\",namespace=\"prod\",node=\"n1\",reason=\"" + reason + "\"} " +
+                  std::to_string(std::string(reason) == "Crashed" ? crashed : each_other));
+  }
+  return out;
+}
+
 class VmletMetricsTest : public ::testing::Test {
  protected:
   VmletMetrics::Options Defaults() {
     return {"1.2.3", {"fake", "qemu"}, {"syntax", "unknown_field"}, "n1"};
+  }
+
+  // web-1 is the one VM, its info series `info` and its last phase change
+  // at `transition_seconds` (Unix time).
+  void ExpectOnlyWeb(const std::string& info, const std::string& transition_seconds) {
+    EXPECT_THAT(Samples(m_, "vmlet_vm_info"), ElementsAre(info));
+    EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
+                ElementsAre(TransitionSample("web-1", transition_seconds)));
   }
 
   testing::FakeClock clock_;
@@ -120,20 +156,12 @@ TEST_F(VmletMetricsTest, EachVmHasOneInfoSeriesAndItsPhaseTransitionTime) {
   clock_.Advance(std::chrono::seconds(3));
   m_.SetVmStatus(db_, "qemu", "Starting", "Running");
 
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_info"),
-      UnorderedElementsAre(
-          "vmlet_vm_info{desired=\"Running\",driver=\"fake\",name=\"web-1\",namespace=\"prod\",node=\"n1\","
-          "phase=\"Ready\"} 1",
-          "vmlet_vm_info{desired=\"Running\",driver=\"qemu\",name=\"db-1\",namespace=\"prod\",node=\"n1\","
-          "phase=\"Starting\"} 1"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
+              UnorderedElementsAre(InfoSample("web-1", "fake", "Ready", "Running"),
+                                   InfoSample("db-1", "qemu", "Starting", "Running")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              UnorderedElementsAre(
-                  std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                              "namespace=\"prod\",node=\"n1\"} ") +
-                      kStartWall,
-                  "vmlet_vm_phase_transition_timestamp_seconds{name=\"db-1\",namespace=\"prod\",node=\"n1\"} "
-                  "1795824003"));
+              UnorderedElementsAre(TransitionSample("web-1", kStartWall),
+                                   TransitionSample("db-1", "1795824003")));
 }
 
 TEST_F(VmletMetricsTest, PhaseChangeReplacesTheInfoSeriesAndStampsTheTransition) {
@@ -141,12 +169,7 @@ TEST_F(VmletMetricsTest, PhaseChangeReplacesTheInfoSeriesAndStampsTheTransition)
   clock_.Advance(std::chrono::seconds(5));
   m_.SetVmStatus(web_, "fake", "Paused", "Paused");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre("vmlet_vm_info{desired=\"Paused\",driver=\"fake\",name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\",phase=\"Paused\"} 1"));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\"} 1795824005"));
+  ExpectOnlyWeb(InfoSample("web-1", "fake", "Paused", "Paused"), "1795824005");
 }
 
 TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
@@ -154,11 +177,7 @@ TEST_F(VmletMetricsTest, SameStatusAgainChangesNothing) {
   clock_.Advance(std::chrono::seconds(60));
   m_.SetVmStatus(web_, "fake", "Ready", "Running");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"), SizeIs(1));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                                      "namespace=\"prod\",node=\"n1\"} ") +
-                          kStartWall));
+  ExpectOnlyWeb(InfoSample("web-1", "fake", "Ready", "Running"), kStartWall);
 }
 
 TEST_F(VmletMetricsTest, DesiredOrDriverChangeReplacesTheSeriesButNotTheTransitionTime) {
@@ -168,13 +187,7 @@ TEST_F(VmletMetricsTest, DesiredOrDriverChangeReplacesTheSeriesButNotTheTransiti
   clock_.Advance(std::chrono::seconds(7));
   m_.SetVmStatus(web_, "qemu", "Ready", "Deleted");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre("vmlet_vm_info{desired=\"Deleted\",driver=\"qemu\",name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\",phase=\"Ready\"} 1"));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre(std::string("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                                      "namespace=\"prod\",node=\"n1\"} ") +
-                          kStartWall));
+  ExpectOnlyWeb(InfoSample("web-1", "qemu", "Ready", "Deleted"), kStartWall);
 }
 
 TEST_F(VmletMetricsTest, ForgottenVmLeavesNoSeriesAndOthersStay) {
@@ -190,34 +203,14 @@ TEST_F(VmletMetricsTest, ForgottenVmLeavesNoSeriesAndOthersStay) {
   EXPECT_THAT(text, Not(HasSubstr("web-1")));
   EXPECT_THAT(Samples(m_, "vmlet_vm_info"), SizeIs(1));
   EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"), SizeIs(1));
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_restarts_total"),
-      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Crashed\"} 1",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"IdentityMismatch\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Other\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"PoweredOff\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"db-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"ReadinessTimeout\"} 0"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"),
+              UnorderedElementsAreArray(RestartSamples("db-1", 1)));
 }
 
 TEST_F(VmletMetricsTest, AVmsRestartSeriesExistAtZeroFromItsFirstStatus) {
   m_.SetVmStatus(web_, "fake", "Starting", "Running");
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_restarts_total"),
-      ::testing::UnorderedElementsAre("vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Crashed\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"IdentityMismatch\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"Other\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"PoweredOff\"} 0",
-                                      "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-                                      "reason=\"ReadinessTimeout\"} 0"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"),
+              UnorderedElementsAreArray(RestartSamples("web-1", 0)));
 }
 
 TEST_F(VmletMetricsTest, ForgettingAnUnknownVmIsANoOp) {
@@ -233,12 +226,7 @@ TEST_F(VmletMetricsTest, VmSeenAgainAfterBeingForgottenStartsAfresh) {
   clock_.Advance(std::chrono::seconds(2));
   m_.SetVmStatus(web_, "fake", "Starting", "Running");
 
-  EXPECT_THAT(Samples(m_, "vmlet_vm_info"),
-              ElementsAre("vmlet_vm_info{desired=\"Running\",driver=\"fake\",name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\",phase=\"Starting\"} 1"));
-  EXPECT_THAT(Samples(m_, "vmlet_vm_phase_transition_timestamp_seconds"),
-              ElementsAre("vmlet_vm_phase_transition_timestamp_seconds{name=\"web-1\","
-                          "namespace=\"prod\",node=\"n1\"} 1795824002"));
+  ExpectOnlyWeb(InfoSample("web-1", "fake", "Starting", "Running"), "1795824002");
   // Its restart series start again at 0.
   EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"), SizeIs(5));
   EXPECT_THAT(Scrape(m_), Not(HasSubstr("reason=\"Crashed\"} 1")));
@@ -264,16 +252,8 @@ TEST_F(VmletMetricsTest, RestartsAreCountedPerVmUnderTheBoundedReason) {
   m_.CountRestart(web_, "the VMM exited (its pid now belongs to another process)");
   m_.CountRestart(web_, "");
 
-  EXPECT_THAT(
-      Samples(m_, "vmlet_vm_restarts_total"),
-      UnorderedElementsAre(
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"Crashed\"} 2",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"PoweredOff\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-          "reason=\"ReadinessTimeout\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\","
-          "reason=\"IdentityMismatch\"} 1",
-          "vmlet_vm_restarts_total{name=\"web-1\",namespace=\"prod\",node=\"n1\",reason=\"Other\"} 1"));
+  EXPECT_THAT(Samples(m_, "vmlet_vm_restarts_total"),
+              UnorderedElementsAreArray(RestartSamples("web-1", 2, 1)));
 }
 
 TEST_F(VmletMetricsTest, BootDurationHistogramHasBucketsFrom50msTo600s) {

@@ -1,4 +1,4 @@
-#include "tests/integration/vmlet_process.h"
+#include "tests/support/vmlet_process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
-#include <deque>
-#include <fstream>
+
+#include "tests/support/files.h"
 
 extern char** environ;
 
@@ -49,7 +50,7 @@ std::string VmletProcess::Start(const std::string& binary, const std::vector<std
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
+  const int rc = ::posix_spawnp(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) return "posix_spawn " + binary + ": " + std::strerror(rc);
@@ -92,16 +93,33 @@ void VmletProcess::KillAndReap() {
   pid_ = -1;
 }
 
-std::string TailOfFile(const std::string& path, size_t lines) {
-  std::ifstream in(path);
-  std::deque<std::string> tail;
-  for (std::string line; std::getline(in, line);) {
-    tail.push_back(std::move(line));
-    if (tail.size() > lines) tail.pop_front();
+CommandResult RunToExit(const std::string& binary, const std::vector<std::string>& args,
+                        const std::string& log_path, std::chrono::milliseconds timeout) {
+  const size_t logged_before = ReadFile(log_path).size();
+  VmletProcess process;  // its destructor kills it if it outlives `timeout`
+  CommandResult result;
+  if (std::string error = process.Start(binary, args, log_path); !error.empty()) {
+    result.output = error;
+    return result;
   }
-  std::string out;
-  for (const std::string& line : tail) out += line + "\n";
-  return out;
+  std::optional<int> status = process.WaitForExit(timeout);
+  if (status && WIFEXITED(*status)) result.exit_code = WEXITSTATUS(*status);
+  result.output = ReadFile(log_path).substr(logged_before);
+  return result;
+}
+
+std::optional<std::vector<std::string>> CommandOutputLines(const std::string& shell_command) {
+  FILE* pipe = ::popen(shell_command.c_str(), "r");
+  if (pipe == nullptr) return std::nullopt;
+  std::vector<std::string> lines;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) {
+    std::string line(buf);
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    lines.push_back(line);
+  }
+  if (::pclose(pipe) != 0) return std::nullopt;
+  return lines;
 }
 
 }  // namespace vmlet::testing

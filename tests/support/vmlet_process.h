@@ -9,7 +9,7 @@
 
 namespace vmlet::testing {
 
-// One `vmlet` process that a test started: spawned with posix_spawn (a clean
+// One process (`vmlet`, or any other) that a test started: spawned with posix_spawn (a clean
 // signal mask and default dispositions, stdin from /dev/null, stdout and
 // stderr appended to a log file), and known only by the pid recorded at
 // spawn. Every signal goes to that pid; nothing is ever looked up by name.
@@ -23,8 +23,9 @@ class VmletProcess {
   VmletProcess(const VmletProcess&) = delete;
   VmletProcess& operator=(const VmletProcess&) = delete;
 
-  // Starts `binary` with `args` (argv[1..]). Returns an empty string on
-  // success, else why it could not start. REQUIRES: not running.
+  // Starts `binary` (looked up on PATH when it has no slash) with `args`
+  // (argv[1..]). Returns an empty string on success, else why it could not
+  // start. REQUIRES: not running.
   std::string Start(const std::string& binary, const std::vector<std::string>& args,
                     const std::string& log_path);
 
@@ -46,8 +47,21 @@ class VmletProcess {
   pid_t pid_ = -1;
 };
 
-// The last `lines` lines of a text file ("" when it cannot be read), for
-// diagnostics.
-std::string TailOfFile(const std::string& path, size_t lines);
+// How a command run to its end ended, and what it printed.
+struct CommandResult {
+  int exit_code = -1;  // -1: it did not exit in time, or a signal ended it
+  std::string output;  // its stdout and stderr, or why it could not start
+};
+
+// Runs `binary` (as VmletProcess::Start does) with its output appended to
+// `log_path`, and waits up to `timeout` for it to exit; SIGKILLs it after
+// that. The result's output is what it appended.
+CommandResult RunToExit(const std::string& binary, const std::vector<std::string>& args,
+                        const std::string& log_path, std::chrono::milliseconds timeout);
+
+// The lines `shell_command` (run by /bin/sh, its stderr left as it is)
+// printed on stdout, without their newlines; none when it exited non-zero or
+// could not run.
+std::optional<std::vector<std::string>> CommandOutputLines(const std::string& shell_command);
 
 }  // namespace vmlet::testing

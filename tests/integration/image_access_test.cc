@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "drivers/boot_refusal.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::drivers {
 namespace {
@@ -17,16 +18,12 @@ namespace fs = std::filesystem;
 class ImageAccessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vmlet-image-access-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     ASSERT_EQ(::chmod(dir_.c_str(), 0755), 0);
     kernel_ = dir_ + "/vmlinuz";
     disk_ = dir_ + "/data.raw";
     std::ofstream(kernel_) << "kernel";
     std::ofstream(disk_) << "disk";
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   api::VmSpec Spec() const {
     api::VmSpec spec;
@@ -42,7 +39,9 @@ class ImageAccessTest : public ::testing::Test {
     return *creds;
   }
 
-  std::string dir_, kernel_, disk_;
+  const testing::TempDir temp_dir_{"image-access"};
+  const std::string dir_ = temp_dir_.path();
+  std::string kernel_, disk_;
 };
 
 TEST_F(ImageAccessTest, ReadableImagesPass) {

@@ -28,6 +28,8 @@
 #include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/real_clock.h"
 #include "drivers/vmm_identity.h"
+#include "tests/support/files.h"
+#include "tests/support/temp_dir.h"
 
 extern char** environ;
 
@@ -35,15 +37,9 @@ namespace vmlet::drivers {
 namespace {
 
 using Verdict = VmmIdentity::Verdict;
+using testing::ReadFile;
 
 constexpr int kDeadlineMs = 10'000;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 // The value of `field` ("Pid", "SigPnd") in a /proc "Name:\tvalue" file.
 std::string ProcField(const std::string& path, const std::string& field) {
@@ -57,9 +53,6 @@ std::string ProcField(const std::string& path, const std::string& field) {
 class VmmIdentityRealProcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/vmlet-id-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
     vm_dir_ = tmp_ + "/vms/ns/a";
     std::filesystem::create_directories(vm_dir_);
     api::StatusOr<std::string> boot_id = proc_.BootId();
@@ -73,7 +66,6 @@ class VmmIdentityRealProcTest : public ::testing::Test {
       ::kill(pid, SIGKILL);
       ::waitpid(pid, nullptr, 0);
     }
-    std::filesystem::remove_all(tmp_);
   }
 
   // Starts `sleep 600` whose command line names `vm_dir` (in argv[0]), with
@@ -174,12 +166,32 @@ class VmmIdentityRealProcTest : public ::testing::Test {
   LinuxProcFs proc_;
   VmmIdentity identity_{proc_};
   const api::VmKey key_{"ns", "a"};
-  std::string tmp_;
+  const testing::TempDir tmp_dir_{"id"};
+  const std::string tmp_ = tmp_dir_.path();
   std::string vm_dir_;
   std::string boot_id_;
   std::set<pid_t> unreaped_;
 
   // What the exit listener saw.
+  // Starts identity_'s exit watcher, its listener recording into exited_.
+  api::Status StartRecordingExits() {
+    return identity_.Start([this](const api::VmKey& key) {
+      {
+        std::lock_guard lock(mu_);
+        exited_.push_back(key);
+      }
+      cv_.notify_all();
+    });
+  }
+
+  // Waits (holding `lock` on mu_) until exited_ has `count` keys, for
+  // kDeadlineMs at most.
+  bool AwaitExits(std::unique_lock<std::mutex>& lock, size_t count) {
+    RealClock clock;
+    return clock.WaitUntil(cv_, lock, clock.MonotonicNow() + std::chrono::milliseconds(kDeadlineMs),
+                           [&] { return exited_.size() >= count; });
+  }
+
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<api::VmKey> exited_;  // guarded by mu_
@@ -233,32 +245,19 @@ TEST_F(VmmIdentityRealProcTest, ExitListenerIsToldWhichVmmDied) {
   VmmHandle b = Spawn(tmp_ + "/vms/ns/b");
   // `a` is held before the watcher starts, `b` after: both are watched.
   ASSERT_EQ(identity_.Confirm(key_, a).verdict, Verdict::kConfirmed);
-  ASSERT_TRUE(identity_
-                  .Start([this](const api::VmKey& key) {
-                    {
-                      std::lock_guard lock(mu_);
-                      exited_.push_back(key);
-                    }
-                    cv_.notify_all();
-                  })
-                  .ok());
+  ASSERT_TRUE(StartRecordingExits().ok());
   ASSERT_EQ(identity_.Confirm(other, b).verdict, Verdict::kConfirmed);
 
-  RealClock clock;
   KillNoReap(b.process.pid);
   {
     std::unique_lock lock(mu_);
-    ASSERT_TRUE(clock.WaitUntil(cv_, lock,
-                                clock.MonotonicNow() + std::chrono::milliseconds(kDeadlineMs),
-                                [&] { return !exited_.empty(); }));
+    ASSERT_TRUE(AwaitExits(lock, 1));
     EXPECT_EQ(exited_, std::vector<api::VmKey>{other});
   }
   KillAndReap(a.process.pid);
   {
     std::unique_lock lock(mu_);
-    ASSERT_TRUE(clock.WaitUntil(cv_, lock,
-                                clock.MonotonicNow() + std::chrono::milliseconds(kDeadlineMs),
-                                [&] { return exited_.size() == 2; }));
+    ASSERT_TRUE(AwaitExits(lock, 2));
     EXPECT_EQ(exited_, (std::vector<api::VmKey>{other, key_}));
   }
 }
@@ -267,27 +266,16 @@ TEST_F(VmmIdentityRealProcTest, ForgottenVmmIsNotReportedWhenItDies) {
   const api::VmKey other{"ns", "b"};
   VmmHandle a = Spawn(vm_dir_);
   VmmHandle b = Spawn(tmp_ + "/vms/ns/b");
-  ASSERT_TRUE(identity_
-                  .Start([this](const api::VmKey& key) {
-                    {
-                      std::lock_guard lock(mu_);
-                      exited_.push_back(key);
-                    }
-                    cv_.notify_all();
-                  })
-                  .ok());
+  ASSERT_TRUE(StartRecordingExits().ok());
   ASSERT_EQ(identity_.Confirm(key_, a).verdict, Verdict::kConfirmed);
   ASSERT_EQ(identity_.Confirm(other, b).verdict, Verdict::kConfirmed);
   identity_.Forget(key_);
   // `a` dies first, unwatched; `b`'s report proves the watcher ran past it.
   KillAndReap(a.process.pid);
   KillAndReap(b.process.pid);
-  RealClock clock;
   {
     std::unique_lock lock(mu_);
-    ASSERT_TRUE(clock.WaitUntil(cv_, lock,
-                                clock.MonotonicNow() + std::chrono::milliseconds(kDeadlineMs),
-                                [&] { return !exited_.empty(); }));
+    ASSERT_TRUE(AwaitExits(lock, 1));
   }
   identity_.Stop();  // no listener call after this
   std::lock_guard lock(mu_);

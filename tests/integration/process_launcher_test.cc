@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+#include "tests/support/temp_dir.h"
+
 namespace vmlet::drivers {
 namespace {
 
@@ -21,16 +23,6 @@ namespace fs = std::filesystem;
 
 class PosixProcessLauncherTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char dir[] = "/tmp/vmlet-launcher-XXXXXX";
-    ASSERT_NE(::mkdtemp(dir), nullptr);
-    tmp_ = dir;
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(tmp_, ignored);
-  }
-
   // Blocks until `pid` (a child) has exited, through a pidfd, then reaps it.
   std::optional<ExitStatus> WaitAndReap(pid_t pid) {
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
@@ -49,7 +41,8 @@ class PosixProcessLauncherTest : public ::testing::Test {
   }
 
   PosixProcessLauncher launcher_;
-  std::string tmp_;
+  const testing::TempDir tmp_dir_{"launcher"};
+  const std::string tmp_ = tmp_dir_.path();
 };
 
 TEST_F(PosixProcessLauncherTest, ExitStatusOfAChildIsReapedOnce) {
