@@ -16,13 +16,17 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "controller/cli.h"
 #include "controller/manager.h"
 #include "controller/manager_vm_source.h"
+#include "controller/manifest_watcher.h"
+#include "controller/rate_limiter.h"
 #include "controller/state_store.h"
 #include "controller/status_api.h"
 #include "drivers/cloud_hypervisor/cloud_hypervisor_driver.h"
@@ -93,6 +97,28 @@ controller::WorkQueueMetrics QueueMetrics(metrics::VmletMetrics& m) {
   hooks.retry = [&m] { m.CountQueueRetry(); };
   hooks.queue_duration = [&m](double seconds) { m.ObserveQueueDuration(seconds); };
   return hooks;
+}
+
+// The manager's collaborators: the manifest directory watched with inotify,
+// the work queue's exponential backoff (5 ms doubling to 5 min), and the
+// crash-loop jitter from a seeded generator.
+controller::Manager::Collaborators ManagerCollaborators(const controller::RunOptions& options) {
+  manifests::ParseOptions parse;
+  parse.default_driver = options.default_driver;
+  parse.image_roots = options.image_roots;
+  parse.share_roots = options.share_roots;
+  parse.require_node_name = options.require_node_name;
+  controller::Manager::Collaborators collaborators;
+  collaborators.manifests = std::make_unique<controller::DirectoryManifestWatcher>(
+      options.manifests_dir, std::move(parse), manifests::DirectoryWatcher::Options{});
+  collaborators.rate_limiter = std::make_unique<controller::ExponentialFailureRateLimiter>(
+      std::chrono::milliseconds(5), std::chrono::minutes(5));
+  collaborators.jitter = [rng = std::make_shared<std::mt19937_64>(std::random_device{}()),
+                          mu = std::make_shared<std::mutex>()] {
+    std::lock_guard lock(*mu);
+    return std::uniform_real_distribution<double>(1.0, 1.1)(*rng);
+  };
+  return collaborators;
 }
 
 controller::ManagerHooks ManagerMetrics(metrics::VmletMetrics& m) {
@@ -227,14 +253,10 @@ int RunDaemon(const controller::RunOptions& options) {
 
   controller::Manager::Options manager_options;
   manager_options.manifests_dir = options.manifests_dir;
-  manager_options.parse.default_driver = options.default_driver;
-  manager_options.parse.image_roots = options.image_roots;
-  manager_options.parse.share_roots = options.share_roots;
-  manager_options.parse.require_node_name = options.require_node_name;
   manager_options.node_name = node_name;
   manager_options.workers = options.workers;
   manager_options.resync = options.resync;
-  controller::Manager manager(manager_options, clock, store, drivers,
+  controller::Manager manager(manager_options, clock, store, drivers, ManagerCollaborators(options),
                               ReconcilerMetrics(vmlet_metrics), QueueMetrics(vmlet_metrics),
                               ManagerMetrics(vmlet_metrics));
 
