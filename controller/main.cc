@@ -151,6 +151,61 @@ std::string StatusLine(const controller::StatusApi& status_api, bool synced) {
 // NOTIFY_SOCKET).
 void Notify(const std::string& message) { sd_notify(0, message.c_str()); }
 
+// The main thread waits for SIGTERM/SIGINT; meanwhile it pings systemd's
+// watchdog at half its interval (when the unit sets WatchdogSec=) and keeps
+// STATUS= current (`status_line`: as last sent). Returns the signal, or 0
+// when waiting failed.
+int WaitForStopSignal(const sigset_t& signals, const controller::StatusApi& status_api,
+                      const controller::Manager& manager, std::string status_line) {
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  const std::chrono::microseconds tick =
+      watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::seconds(10);
+  if (watchdog) spdlog::info("event=WatchdogEnabled ping_every_ms={}", tick.count() / 1000);
+  int signal = 0;
+  while (signal <= 0) {
+    const timespec timeout{static_cast<time_t>(tick.count() / 1'000'000),
+                           static_cast<long>(tick.count() % 1'000'000) * 1000};
+    signal = sigtimedwait(&signals, nullptr, &timeout);
+    if (signal > 0) break;
+    if (errno != EAGAIN && errno != EINTR) {
+      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
+      break;
+    }
+    std::string message = watchdog ? "WATCHDOG=1" : "";
+    if (std::string now = StatusLine(status_api, manager.synced()); now != status_line) {
+      status_line = std::move(now);
+      message += (message.empty() ? "" : "\n") + ("STATUS=" + status_line);
+    }
+    if (!message.empty()) Notify(message);
+  }
+  return signal > 0 ? signal : 0;
+}
+
+// Serves the metrics and the read API at the addresses asked for (none when
+// empty). False, said why, when either cannot be served.
+bool StartEndpoints(const controller::RunOptions& options,
+                    metrics::MetricsEndpoint& metrics_endpoint, controller::StatusApi& status_api) {
+  if (!options.metrics_addr.empty()) {
+    if (api::Status s = metrics_endpoint.Start(); !s.ok()) {
+      spdlog::critical("--metrics-addr: {}", s.ToString());
+      return false;
+    }
+    spdlog::info("event=MetricsServing addr={} port={} path=/metrics", options.metrics_addr,
+                 metrics_endpoint.port());
+  }
+  if (!options.api_addr.empty()) {
+    // A read API needs a few threads, not cpprestsdk's default 40.
+    controller::SizeHttpThreadPool(4);
+    if (api::Status s = status_api.Start(); !s.ok()) {
+      spdlog::critical("--api-addr: {}", s.ToString());
+      return false;
+    }
+    spdlog::info("event=ApiServing addr={}", options.api_addr);
+  }
+  return true;
+}
+
 int RunDaemon(const controller::RunOptions& options) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmlet"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
@@ -276,23 +331,7 @@ int RunDaemon(const controller::RunOptions& options) {
   }
 
   metrics::MetricsEndpoint metrics_endpoint(options.metrics_addr, vmlet_metrics.registry());
-  if (!options.metrics_addr.empty()) {
-    if (api::Status s = metrics_endpoint.Start(); !s.ok()) {
-      spdlog::critical("--metrics-addr: {}", s.ToString());
-      return 1;
-    }
-    spdlog::info("event=MetricsServing addr={} port={} path=/metrics", options.metrics_addr,
-                 metrics_endpoint.port());
-  }
-  if (!options.api_addr.empty()) {
-    // A read API needs a few threads, not cpprestsdk's default 40.
-    controller::SizeHttpThreadPool(4);
-    if (api::Status s = status_api.Start(); !s.ok()) {
-      spdlog::critical("--api-addr: {}", s.ToString());
-      return 1;
-    }
-    spdlog::info("event=ApiServing addr={}", options.api_addr);
-  }
+  if (!StartEndpoints(options, metrics_endpoint, status_api)) return 1;
   Notify("STATUS=Re-adopting VMs and reading the manifest directory");
   if (api::Status s = manager.Start(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
@@ -302,31 +341,7 @@ int RunDaemon(const controller::RunOptions& options) {
   std::string status_line = StatusLine(status_api, manager.synced());
   Notify("READY=1\nSTATUS=" + status_line);
 
-  // The main thread waits for SIGTERM/SIGINT; meanwhile it pings systemd's
-  // watchdog at half its interval (when the unit sets WatchdogSec=) and
-  // keeps STATUS= current.
-  uint64_t watchdog_usec = 0;
-  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
-  const std::chrono::microseconds tick =
-      watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::seconds(10);
-  if (watchdog) spdlog::info("event=WatchdogEnabled ping_every_ms={}", tick.count() / 1000);
-  int signal = 0;
-  while (signal <= 0) {
-    const timespec timeout{static_cast<time_t>(tick.count() / 1'000'000),
-                           static_cast<long>(tick.count() % 1'000'000) * 1000};
-    signal = sigtimedwait(&signals, nullptr, &timeout);
-    if (signal > 0) break;
-    if (errno != EAGAIN && errno != EINTR) {
-      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
-      break;
-    }
-    std::string message = watchdog ? "WATCHDOG=1" : "";
-    if (std::string now = StatusLine(status_api, manager.synced()); now != status_line) {
-      status_line = std::move(now);
-      message += (message.empty() ? "" : "\n") + ("STATUS=" + status_line);
-    }
-    if (!message.empty()) Notify(message);
-  }
+  const int signal = WaitForStopSignal(signals, status_api, manager, status_line);
   spdlog::info("event=Stopping signal={}", signal == SIGTERM  ? "SIGTERM"
                                            : signal == SIGINT ? "SIGINT"
                                                               : "none");
