@@ -249,19 +249,22 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   return std::chrono::milliseconds(static_cast<int64_t>(value * scale + 0.5));
 }
 
-int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
-           const RunDaemon& run_daemon) {
-  CLI::App app{"vmlet: keeps the VMs on this host equal to the manifests in a directory"};
-  app.require_subcommand(1);
-  bool show_version = false;
-  app.add_flag("--version", show_version, "Print the version and exit");
+namespace {
 
-  CLI::App* version = app.add_subcommand("version", "Print the version");
+std::string CheckDriver(const std::string& driver) {
+  return api::IsKnownDriver(driver) ? std::string()
+                                    : "unknown driver (known: qemu, cloud-hypervisor, fake)";
+}
 
+std::string CheckDuration(const std::string& text) {
+  return ParseDuration(text) ? std::string() : "not a duration (e.g. 60s, 500ms, 2m)";
+}
+
+// `vmlet validate`: its arguments into `paths` and `options`.
+CLI::App* AddValidateCommand(CLI::App& app, std::vector<std::string>& paths,
+                             manifests::ParseOptions& options) {
   CLI::App* validate = app.add_subcommand(
       "validate", "Check manifests offline, exactly as `vmlet run` would read them");
-  std::vector<std::string> paths;
-  manifests::ParseOptions options;
   validate->add_option("paths", paths, "Manifest files or directories (searched recursively)")
       ->required();
   // One directory per flag (repeat the flag for more), so that a root is
@@ -281,52 +284,80 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
       ->add_option("--default-driver", options.default_driver,
                    "The driver of manifests that name none")
       ->capture_default_str()
-      ->check([](const std::string& driver) {
-        return api::IsKnownDriver(driver) ? std::string()
-                                          : "unknown driver (known: qemu, cloud-hypervisor, fake)";
-      });
+      ->check(CheckDriver);
+  return validate;
+}
 
+// `vmlet run`'s durations as written, parsed once the flags are read.
+struct RunDurationFlags {
+  std::string resync = "60s";
+  std::string fake_boot_delay = "500ms";
+  std::string fake_shutdown_delay = "100ms";
+};
+
+// The flags of `vmlet run`'s drivers.
+void AddDriverFlags(CLI::App* run, RunOptions& options, RunDurationFlags& durations) {
+  run->add_option("--qemu-binary", options.qemu_binary,
+                  "qemu driver: the QEMU program (a path, or a name found on PATH)")
+      ->capture_default_str()
+      ->group("QEMU driver");
+  run->add_option("--qemu-accel", options.qemu_accel,
+                  "qemu driver: kvm, tcg, or auto (kvm when /dev/kvm is usable)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
+      ->group("QEMU driver");
+  run->add_option("--cloud-hypervisor-bin", options.cloud_hypervisor_binary,
+                  "cloud-hypervisor driver: the Cloud Hypervisor program (a path, or a name "
+                  "found on PATH)")
+      ->capture_default_str()
+      ->group("Cloud Hypervisor driver");
+  run->add_option("--fake-boot-delay", durations.fake_boot_delay,
+                  "fake driver: how long its guests take to become Ready")
+      ->capture_default_str()
+      ->check(CheckDuration)
+      ->group("Fake driver");
+  run->add_option("--fake-shutdown-delay", durations.fake_shutdown_delay,
+                  "fake driver: how long its guests take to power off")
+      ->capture_default_str()
+      ->check(CheckDuration)
+      ->group("Fake driver");
+}
+
+// `vmlet run`: its flags into `options` and `durations`.
+CLI::App* AddRunCommand(CLI::App& app, RunOptions& options, RunDurationFlags& durations) {
   CLI::App* run =
       app.add_subcommand("run", "Watch a manifest directory and keep this host's VMs equal to it");
-  RunOptions run_options;
-  std::string resync = "60s", fake_boot_delay = "500ms", fake_shutdown_delay = "100ms";
-  run->add_option("--manifests", run_options.manifests_dir, "The manifest directory to watch")
+  run->add_option("--manifests", options.manifests_dir, "The manifest directory to watch")
       ->required();
-  run->add_option("--state-dir", run_options.state_dir,
+  run->add_option("--state-dir", options.state_dir,
                   "Where vmlet keeps its records, status and the VMs' files")
       ->capture_default_str();
-  run->add_option("--driver", run_options.default_driver,
+  run->add_option("--driver", options.default_driver,
                   "The driver of manifests that name none (spec.driver overrides)")
       ->capture_default_str()
-      ->check([](const std::string& driver) {
-        return api::IsKnownDriver(driver) ? std::string()
-                                          : "unknown driver (known: qemu, cloud-hypervisor, fake)";
-      });
-  run->add_option("--image-root", run_options.image_roots,
+      ->check(CheckDriver);
+  run->add_option("--image-root", options.image_roots,
                   "Every path field must resolve inside one of these directories (repeatable)")
       ->allow_extra_args(false);
-  run->add_option("--vmm-user", run_options.vmm_user,
+  run->add_option("--vmm-user", options.vmm_user,
                   "Run every VMM as this user, never as root (default: as vmlet)");
-  run->add_option("--share-root", run_options.share_roots,
+  run->add_option("--share-root", options.share_roots,
                   "Every sharedDirs[].hostPath must resolve inside one of these directories "
                   "(repeatable)")
       ->allow_extra_args(false);
-  run->add_option("--node-name", run_options.node_name,
+  run->add_option("--node-name", options.node_name,
                   "This node's name; manifests with another spec.nodeName are not run here "
                   "(default: the host name)");
-  run->add_flag("--require-node-name", run_options.require_node_name,
+  run->add_flag("--require-node-name", options.require_node_name,
                 "Every manifest must name its host in spec.nodeName (for a fleet repository: a "
                 "manifest without one is an error, never run on every host)");
-  run->add_option("--workers", run_options.workers, "Reconcile workers")
+  run->add_option("--workers", options.workers, "Reconcile workers")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
-  auto duration = [](const std::string& text) {
-    return ParseDuration(text) ? std::string() : "not a duration (e.g. 60s, 500ms, 2m)";
-  };
-  run->add_option("--resync", resync, "How often every VM is looked at, whatever happens")
+  run->add_option("--resync", durations.resync, "How often every VM is looked at, whatever happens")
       ->capture_default_str()
-      ->check(duration);
-  run->add_option("--metrics-addr", run_options.metrics_addr,
+      ->check(CheckDuration);
+  run->add_option("--metrics-addr", options.metrics_addr,
                   "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free "
                   "port); \"off\" or \"\" to serve none")
       ->capture_default_str()
@@ -335,7 +366,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    ? std::string()
                    : "not HOST:PORT (e.g. 127.0.0.1:9470, [::1]:9470) or off";
       });
-  run->add_option("--api-addr", run_options.api_addr,
+  run->add_option("--api-addr", options.api_addr,
                   "Serve the read API (Kubernetes-shaped, for kubectl and `vmlet get`) at "
                   "http://HOST:PORT/; \"off\" or \"\" to serve none")
       ->capture_default_str()
@@ -344,33 +375,31 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
                    ? std::string()
                    : "not HOST:PORT (e.g. 127.0.0.1:9471, [::1]:9471) or off";
       });
-  run->add_option("--log-level", run_options.log_level, "trace, debug, info, warn, error")
+  run->add_option("--log-level", options.log_level, "trace, debug, info, warn, error")
       ->capture_default_str()
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  run->add_option("--qemu-binary", run_options.qemu_binary,
-                  "qemu driver: the QEMU program (a path, or a name found on PATH)")
-      ->capture_default_str()
-      ->group("QEMU driver");
-  run->add_option("--qemu-accel", run_options.qemu_accel,
-                  "qemu driver: kvm, tcg, or auto (kvm when /dev/kvm is usable)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "kvm", "tcg"}))
-      ->group("QEMU driver");
-  run->add_option("--cloud-hypervisor-bin", run_options.cloud_hypervisor_binary,
-                  "cloud-hypervisor driver: the Cloud Hypervisor program (a path, or a name "
-                  "found on PATH)")
-      ->capture_default_str()
-      ->group("Cloud Hypervisor driver");
-  run->add_option("--fake-boot-delay", fake_boot_delay,
-                  "fake driver: how long its guests take to become Ready")
-      ->capture_default_str()
-      ->check(duration)
-      ->group("Fake driver");
-  run->add_option("--fake-shutdown-delay", fake_shutdown_delay,
-                  "fake driver: how long its guests take to power off")
-      ->capture_default_str()
-      ->check(duration)
-      ->group("Fake driver");
+  AddDriverFlags(run, options, durations);
+  return run;
+}
+
+}  // namespace
+
+int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
+           const RunDaemon& run_daemon) {
+  CLI::App app{"vmlet: keeps the VMs on this host equal to the manifests in a directory"};
+  app.require_subcommand(1);
+  bool show_version = false;
+  app.add_flag("--version", show_version, "Print the version and exit");
+
+  CLI::App* version = app.add_subcommand("version", "Print the version");
+
+  std::vector<std::string> paths;
+  manifests::ParseOptions options;
+  CLI::App* validate = AddValidateCommand(app, paths, options);
+
+  RunOptions run_options;
+  RunDurationFlags durations;
+  CLI::App* run = AddRunCommand(app, run_options, durations);
 
   ClientOptions client;
   auto api_addr_option = [](CLI::App* command, ClientOptions& options) {
@@ -422,9 +451,9 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     }
     if (run_options.metrics_addr == "off") run_options.metrics_addr.clear();
     if (run_options.api_addr == "off") run_options.api_addr.clear();
-    run_options.resync = *ParseDuration(resync);
-    run_options.fake_boot_delay = *ParseDuration(fake_boot_delay);
-    run_options.fake_shutdown_delay = *ParseDuration(fake_shutdown_delay);
+    run_options.resync = *ParseDuration(durations.resync);
+    run_options.fake_boot_delay = *ParseDuration(durations.fake_boot_delay);
+    run_options.fake_shutdown_delay = *ParseDuration(durations.fake_shutdown_delay);
     return run_daemon(run_options);
   }
   return 2;

@@ -16,13 +16,17 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "controller/cli.h"
 #include "controller/manager.h"
 #include "controller/manager_vm_source.h"
+#include "controller/manifest_watcher.h"
+#include "controller/rate_limiter.h"
 #include "controller/state_store.h"
 #include "controller/status_api.h"
 #include "drivers/cloud_hypervisor/cloud_hypervisor_driver.h"
@@ -95,6 +99,28 @@ controller::WorkQueueMetrics QueueMetrics(metrics::VmletMetrics& m) {
   return hooks;
 }
 
+// The manager's collaborators: the manifest directory watched with inotify,
+// the work queue's exponential backoff (5 ms doubling to 5 min), and the
+// crash-loop jitter from a seeded generator.
+controller::Manager::Collaborators ManagerCollaborators(const controller::RunOptions& options) {
+  manifests::ParseOptions parse;
+  parse.default_driver = options.default_driver;
+  parse.image_roots = options.image_roots;
+  parse.share_roots = options.share_roots;
+  parse.require_node_name = options.require_node_name;
+  controller::Manager::Collaborators collaborators;
+  collaborators.manifests = std::make_unique<controller::DirectoryManifestWatcher>(
+      options.manifests_dir, std::move(parse), manifests::DirectoryWatcher::Options{});
+  collaborators.rate_limiter = std::make_unique<controller::ExponentialFailureRateLimiter>(
+      std::chrono::milliseconds(5), std::chrono::minutes(5));
+  collaborators.jitter = [rng = std::make_shared<std::mt19937_64>(std::random_device{}()),
+                          mu = std::make_shared<std::mutex>()] {
+    std::lock_guard lock(*mu);
+    return std::uniform_real_distribution<double>(1.0, 1.1)(*rng);
+  };
+  return collaborators;
+}
+
 controller::ManagerHooks ManagerMetrics(metrics::VmletMetrics& m) {
   controller::ManagerHooks hooks;
   hooks.reconciled = [&m](std::string_view result, double s) { m.CountReconcile(result, s); };
@@ -124,6 +150,61 @@ std::string StatusLine(const controller::StatusApi& status_api, bool synced) {
 // sd_notify(3) with one message; a no-op when not run by systemd (no
 // NOTIFY_SOCKET).
 void Notify(const std::string& message) { sd_notify(0, message.c_str()); }
+
+// The main thread waits for SIGTERM/SIGINT; meanwhile it pings systemd's
+// watchdog at half its interval (when the unit sets WatchdogSec=) and keeps
+// STATUS= current (`status_line`: as last sent). Returns the signal, or 0
+// when waiting failed.
+int WaitForStopSignal(const sigset_t& signals, const controller::StatusApi& status_api,
+                      const controller::Manager& manager, std::string status_line) {
+  uint64_t watchdog_usec = 0;
+  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
+  const std::chrono::microseconds tick =
+      watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::seconds(10);
+  if (watchdog) spdlog::info("event=WatchdogEnabled ping_every_ms={}", tick.count() / 1000);
+  int signal = 0;
+  while (signal <= 0) {
+    const timespec timeout{static_cast<time_t>(tick.count() / 1'000'000),
+                           static_cast<long>(tick.count() % 1'000'000) * 1000};
+    signal = sigtimedwait(&signals, nullptr, &timeout);
+    if (signal > 0) break;
+    if (errno != EAGAIN && errno != EINTR) {
+      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
+      break;
+    }
+    std::string message = watchdog ? "WATCHDOG=1" : "";
+    if (std::string now = StatusLine(status_api, manager.synced()); now != status_line) {
+      status_line = std::move(now);
+      message += (message.empty() ? "" : "\n") + ("STATUS=" + status_line);
+    }
+    if (!message.empty()) Notify(message);
+  }
+  return signal > 0 ? signal : 0;
+}
+
+// Serves the metrics and the read API at the addresses asked for (none when
+// empty). False, said why, when either cannot be served.
+bool StartEndpoints(const controller::RunOptions& options,
+                    metrics::MetricsEndpoint& metrics_endpoint, controller::StatusApi& status_api) {
+  if (!options.metrics_addr.empty()) {
+    if (api::Status s = metrics_endpoint.Start(); !s.ok()) {
+      spdlog::critical("--metrics-addr: {}", s.ToString());
+      return false;
+    }
+    spdlog::info("event=MetricsServing addr={} port={} path=/metrics", options.metrics_addr,
+                 metrics_endpoint.port());
+  }
+  if (!options.api_addr.empty()) {
+    // A read API needs a few threads, not cpprestsdk's default 40.
+    controller::SizeHttpThreadPool(4);
+    if (api::Status s = status_api.Start(); !s.ok()) {
+      spdlog::critical("--api-addr: {}", s.ToString());
+      return false;
+    }
+    spdlog::info("event=ApiServing addr={}", options.api_addr);
+  }
+  return true;
+}
 
 int RunDaemon(const controller::RunOptions& options) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmlet"));
@@ -227,14 +308,10 @@ int RunDaemon(const controller::RunOptions& options) {
 
   controller::Manager::Options manager_options;
   manager_options.manifests_dir = options.manifests_dir;
-  manager_options.parse.default_driver = options.default_driver;
-  manager_options.parse.image_roots = options.image_roots;
-  manager_options.parse.share_roots = options.share_roots;
-  manager_options.parse.require_node_name = options.require_node_name;
   manager_options.node_name = node_name;
   manager_options.workers = options.workers;
   manager_options.resync = options.resync;
-  controller::Manager manager(manager_options, clock, store, drivers,
+  controller::Manager manager(manager_options, clock, store, drivers, ManagerCollaborators(options),
                               ReconcilerMetrics(vmlet_metrics), QueueMetrics(vmlet_metrics),
                               ManagerMetrics(vmlet_metrics));
 
@@ -254,23 +331,7 @@ int RunDaemon(const controller::RunOptions& options) {
   }
 
   metrics::MetricsEndpoint metrics_endpoint(options.metrics_addr, vmlet_metrics.registry());
-  if (!options.metrics_addr.empty()) {
-    if (api::Status s = metrics_endpoint.Start(); !s.ok()) {
-      spdlog::critical("--metrics-addr: {}", s.ToString());
-      return 1;
-    }
-    spdlog::info("event=MetricsServing addr={} port={} path=/metrics", options.metrics_addr,
-                 metrics_endpoint.port());
-  }
-  if (!options.api_addr.empty()) {
-    // A read API needs a few threads, not cpprestsdk's default 40.
-    controller::SizeHttpThreadPool(4);
-    if (api::Status s = status_api.Start(); !s.ok()) {
-      spdlog::critical("--api-addr: {}", s.ToString());
-      return 1;
-    }
-    spdlog::info("event=ApiServing addr={}", options.api_addr);
-  }
+  if (!StartEndpoints(options, metrics_endpoint, status_api)) return 1;
   Notify("STATUS=Re-adopting VMs and reading the manifest directory");
   if (api::Status s = manager.Start(); !s.ok()) {
     spdlog::critical("cannot start: {}", s.ToString());
@@ -280,31 +341,7 @@ int RunDaemon(const controller::RunOptions& options) {
   std::string status_line = StatusLine(status_api, manager.synced());
   Notify("READY=1\nSTATUS=" + status_line);
 
-  // The main thread waits for SIGTERM/SIGINT; meanwhile it pings systemd's
-  // watchdog at half its interval (when the unit sets WatchdogSec=) and
-  // keeps STATUS= current.
-  uint64_t watchdog_usec = 0;
-  const bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0;
-  const std::chrono::microseconds tick =
-      watchdog ? std::chrono::microseconds(watchdog_usec / 2) : std::chrono::seconds(10);
-  if (watchdog) spdlog::info("event=WatchdogEnabled ping_every_ms={}", tick.count() / 1000);
-  int signal = 0;
-  while (signal <= 0) {
-    const timespec timeout{static_cast<time_t>(tick.count() / 1'000'000),
-                           static_cast<long>(tick.count() % 1'000'000) * 1000};
-    signal = sigtimedwait(&signals, nullptr, &timeout);
-    if (signal > 0) break;
-    if (errno != EAGAIN && errno != EINTR) {
-      spdlog::critical("sigtimedwait: {}", std::strerror(errno));
-      break;
-    }
-    std::string message = watchdog ? "WATCHDOG=1" : "";
-    if (std::string now = StatusLine(status_api, manager.synced()); now != status_line) {
-      status_line = std::move(now);
-      message += (message.empty() ? "" : "\n") + ("STATUS=" + status_line);
-    }
-    if (!message.empty()) Notify(message);
-  }
+  const int signal = WaitForStopSignal(signals, status_api, manager, status_line);
   spdlog::info("event=Stopping signal={}", signal == SIGTERM  ? "SIGTERM"
                                            : signal == SIGINT ? "SIGINT"
                                                               : "none");

@@ -3,37 +3,27 @@
 #include <spdlog/spdlog.h>
 
 #include <exception>
-#include <random>
 #include <set>
 #include <string_view>
 #include <vector>
 
-#include "controller/rate_limiter.h"
 
 namespace vmlet::controller {
 
 Manager::Manager(Options options, api::Clock& clock, StateStore& store,
-                 std::map<std::string, DriverSlot> drivers, ReconcilerHooks hooks,
-                 WorkQueueMetrics queue_metrics, ManagerHooks manager_hooks)
+                 std::map<std::string, DriverSlot> drivers, Collaborators collaborators,
+                 ReconcilerHooks hooks, WorkQueueMetrics queue_metrics, ManagerHooks manager_hooks)
     : options_(std::move(options)),
       clock_(clock),
       store_(store),
       drivers_(drivers),
       desired_(options_.node_name),
-      queue_(clock,
-             std::make_unique<ExponentialFailureRateLimiter>(std::chrono::milliseconds(5),
-                                                             std::chrono::minutes(5)),
-             std::move(queue_metrics)),
-      directory_(options_.manifests_dir, options_.parse),
-      hooks_(std::move(manager_hooks)) {
-  auto jitter = [rng = std::make_shared<std::mt19937_64>(std::random_device{}()),
-                 mu = std::make_shared<std::mutex>()] {
-    std::lock_guard lock(*mu);
-    return std::uniform_real_distribution<double>(1.0, 1.1)(*rng);
-  };
-  reconciler_ = std::make_unique<Reconciler>(clock_, desired_, store_, std::move(drivers),
-                                             options_.reconciler, jitter, std::move(hooks));
-}
+      queue_(clock, std::move(collaborators.rate_limiter), std::move(queue_metrics)),
+      reconciler_(std::make_unique<Reconciler>(clock_, desired_, store_, std::move(drivers),
+                                               options_.reconciler,
+                                               std::move(collaborators.jitter), std::move(hooks))),
+      watcher_(std::move(collaborators.manifests)),
+      hooks_(std::move(manager_hooks)) {}
 
 Manager::~Manager() { Stop(); }
 
@@ -58,10 +48,9 @@ api::Status Manager::Start() {
     });
   }
 
-  watcher_ = std::make_unique<manifests::DirectoryWatcher>(
-      directory_, options_.watcher,
-      [this](const manifests::SourceUpdate& update) { OnSourceUpdate(update); });
-  if (api::Status s = watcher_->Start(); !s.ok()) return s.WithContext("manifest watcher");
+  api::Status watching =
+      watcher_->Start([this](const manifests::SourceUpdate& update) { OnSourceUpdate(update); });
+  if (!watching.ok()) return watching.WithContext("manifest watcher");
 
   for (int i = 0; i < std::max(1, options_.workers); ++i) workers_.emplace_back([this] { Work(); });
   resync_ = std::thread([this] { Resync(); });
@@ -75,7 +64,7 @@ void Manager::Stop() {
     stopping_ = true;
   }
   cv_.notify_all();
-  if (watcher_) watcher_->Stop();
+  watcher_->Stop();
   queue_.ShutDown();
   for (std::thread& t : workers_) t.join();
   workers_.clear();

@@ -16,11 +16,12 @@
 #include "api/clock.h"
 #include "api/status.h"
 #include "controller/desired_cache.h"
+#include "controller/manifest_watcher.h"
+#include "controller/rate_limiter.h"
 #include "controller/reconciler.h"
 #include "controller/state_store.h"
 #include "controller/work_queue.h"
 #include "manifests/directory_source.h"
-#include "manifests/directory_watcher.h"
 #include "manifests/manifest_error.h"
 
 namespace vmlet::controller {
@@ -58,21 +59,33 @@ struct ManagerHooks {
 class Manager {
  public:
   struct Options {
-    std::string manifests_dir;
-    manifests::ParseOptions parse;  // default driver and image roots
+    std::string manifests_dir;  // for the logs (the watcher reads it)
     std::string node_name;
     int workers = 4;
     std::chrono::nanoseconds resync = std::chrono::seconds(60);
-    manifests::DirectoryWatcher::Options watcher;
     Reconciler::Options reconciler;
+  };
+
+  // What the manager is built on; main.cc names the real ones, tests pass
+  // fakes.
+  struct Collaborators {
+    // The desired state: the manifest directory's first full scan, then
+    // every change.
+    ManifestWatcherPtr manifests;
+    // The work queue's per-key backoff after a failed pass.
+    RateLimiterPtr rate_limiter;
+    // The crash-loop jitter: a factor in [1.0, 1.1) per call, called from
+    // several workers at once.
+    std::function<double()> jitter;
   };
 
   // `drivers` maps driver names to the driver and its identity checker;
   // `hooks`, `queue_metrics` and `manager_hooks` feed metrics. The clock,
-  // store and drivers outlive the manager.
+  // store and drivers outlive the manager. REQUIRES: every collaborator set.
   Manager(Options options, api::Clock& clock, StateStore& store,
-          std::map<std::string, DriverSlot> drivers, ReconcilerHooks hooks,
-          WorkQueueMetrics queue_metrics = {}, ManagerHooks manager_hooks = {});
+          std::map<std::string, DriverSlot> drivers, Collaborators collaborators,
+          ReconcilerHooks hooks, WorkQueueMetrics queue_metrics = {},
+          ManagerHooks manager_hooks = {});
   ~Manager();
 
   api::Status Start();
@@ -105,8 +118,7 @@ class Manager {
   DesiredCache desired_;
   WorkQueue queue_;
   std::unique_ptr<Reconciler> reconciler_;
-  manifests::ManifestDirectory directory_;
-  std::unique_ptr<manifests::DirectoryWatcher> watcher_;
+  ManifestWatcherPtr watcher_;
   std::vector<std::thread> workers_;
   std::thread resync_;
   std::atomic<uint64_t> passes_{0};

@@ -256,15 +256,23 @@ class Node {
     identity_ = std::make_unique<drivers::VmmIdentity>(fake_.proc_fs());
     controller::Manager::Options options;
     options.manifests_dir = manifests();
-    options.parse.default_driver = "fake";
     options.node_name = "bench";
     options.workers = 4;
     options.resync = seconds(60);
-    options.watcher.settle = settle;
+    manifests::ParseOptions parse;
+    parse.default_driver = "fake";
+    manifests::DirectoryWatcher::Options watch;
+    watch.settle = settle;
+    controller::Manager::Collaborators collaborators;
+    collaborators.manifests =
+        std::make_unique<controller::DirectoryManifestWatcher>(manifests(), parse, watch);
+    collaborators.rate_limiter = std::make_unique<controller::ExponentialFailureRateLimiter>(
+        std::chrono::milliseconds(5), std::chrono::minutes(5));
+    collaborators.jitter = [] { return 1.0; };
     manager_ = std::make_unique<controller::Manager>(
         options, clock_, store_,
         std::map<std::string, controller::DriverSlot>{{"fake", {&fake_, identity_.get()}}},
-        observer.Hooks());
+        std::move(collaborators), observer.Hooks());
     const auto start = Steady::now();
     if (api::Status s = manager_->Start(); !s.ok()) Die("Manager::Start: " + s.ToString());
     return SecondsSince(start);
