@@ -15,7 +15,7 @@
 
 #include "controller/state_store.h"
 #include "drivers/fake/fake_vm_driver.h"
-#include "drivers/host/vmm_identity.h"
+#include "drivers/vmm_identity.h"
 #include "manifests/directory_source.h"
 #include "manifests/spec_json.h"
 #include "tests/fakes/fake_clock.h"
