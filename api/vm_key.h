@@ -16,6 +16,7 @@ struct VmKey {
   // "<namespace>/<name>", the form used in logs, CLI arguments and errors.
   std::string ToString() const { return ns + "/" + name; }
 
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads the defaulted <=>.
   friend auto operator<=>(const VmKey&, const VmKey&) = default;
   friend bool operator==(const VmKey&, const VmKey&) = default;
 };

@@ -1,6 +1,6 @@
 #include "controller/kube_objects.h"
 
-#include <time.h>
+#include <ctime>
 
 #include <cstdio>
 #include <utility>

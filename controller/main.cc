@@ -1,6 +1,6 @@
 // vmlet's entry point: the one place that names real implementations and
 // wires them together.
-#include <signal.h>
+#include <csignal>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>

@@ -1,7 +1,7 @@
 #include "controller/state_store.h"
 
 #include <fcntl.h>
-#include <stdio.h>
+#include <cstdio>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -158,7 +158,7 @@ class VmDriver {
   virtual const ProcFs& proc_fs() const = 0;
 
   // Where to report changes the driver notices by itself. Optional.
-  virtual void SetChangeListener(ChangeListener listener) { (void)listener; }
+  virtual void SetChangeListener(ChangeListener /*listener*/) {}
 };
 
 using VmDriverPtr = std::unique_ptr<VmDriver>;

@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
+#include <csignal>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 #include "drivers/host/process_launcher.h"
 
 #include <fcntl.h>
-#include <signal.h>
+#include <csignal>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -67,7 +67,7 @@ class ReadyMarkerWatcher {
   // The longest line kept (without its '\n'); longer ones are dropped.
   static constexpr size_t kMaxLineBytes = 4096;
   // The most bytes one read() asks for.
-  static constexpr size_t kReadChunkBytes = 64 * 1024;
+  static constexpr size_t kReadChunkBytes = size_t{64} * 1024;
   // How long the thread lets a file's writes gather after inotify reports
   // one, before it reads: bounds its wakeups under a byte-at-a-time writer.
   static constexpr std::chrono::milliseconds kCoalesce{5};

@@ -1,6 +1,6 @@
 #include "drivers/host/virtiofsd_sidecars.h"
 
-#include <signal.h>
+#include <csignal>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -1,6 +1,6 @@
 #include "drivers/host/vmm_supervisor.h"
 
-#include <signal.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>

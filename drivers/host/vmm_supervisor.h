@@ -58,9 +58,10 @@ class VmmSupervisor {
     // From a driver's own options, which name virtiofsd_binary, vmm_user
     // and setpriv_binary alike (QemuOptions, CloudHypervisorOptions).
     template <typename DriverOptions>
-    static Options Of(std::string driver, std::string binary, const DriverOptions& options) {
-      return {.driver = std::move(driver),
-              .binary = std::move(binary),
+    static Options Of(const std::string& driver, const std::string& binary,
+                      const DriverOptions& options) {
+      return {.driver = driver,
+              .binary = binary,
               .vmm_user = options.vmm_user,
               .sidecars = {.virtiofsd_binary = options.virtiofsd_binary,
                            .run_as = options.vmm_user,

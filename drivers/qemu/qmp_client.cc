@@ -15,7 +15,7 @@ namespace {
 using json = nlohmann::json;
 
 // A line longer than this is not QMP; refuse it rather than grow without bound.
-constexpr size_t kMaxLineBytes = 16 * 1024 * 1024;
+constexpr size_t kMaxLineBytes = size_t{16} * 1024 * 1024;
 
 constexpr char kClosedMessage[] = "QMP connection closed";
 
