@@ -50,7 +50,7 @@ struct SharedDir {
 
 // Everything needed to boot and manage one VM: every field of the seed's
 // VmConfig, plus the controller's fields. Field comments give the manifest
-// name and the default the manifest parser applies (DESIGN §3).
+// name and the default the manifest parser applies (docs/manifests.md).
 struct VmSpec {
   // --- identity (manifest metadata) ---
   std::string name;                           // metadata.name (required)

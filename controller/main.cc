@@ -72,7 +72,7 @@ std::vector<std::string> ManifestErrorReasons() {
   return reasons;
 }
 
-// The controller's hooks, each feeding its metric (DESIGN §8).
+// The controller's hooks, each feeding its metric (docs/metrics.md).
 controller::ReconcilerHooks ReconcilerMetrics(metrics::VmletMetrics& m) {
   controller::ReconcilerHooks hooks;
   hooks.identity_mismatch = [&m](const std::string& driver) { m.CountIdentityMismatch(driver); };

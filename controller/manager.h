@@ -48,7 +48,7 @@ struct ManagerHooks {
 
 // Runs the controller: the manifest watcher feeds the desired cache, changed
 // keys go into the work queue, N workers reconcile them, and a periodic
-// resync enqueues every known VM as the safety net (DESIGN §4).
+// resync enqueues every known VM as the safety net (docs/reconcile.md).
 //
 // Start order: state directory, then every VM that has a record (so VMMs
 // that outlived a vmlet restart are re-adopted, never booted twice), then

@@ -33,7 +33,7 @@ class RateLimiter {
 using RateLimiterPtr = std::unique_ptr<RateLimiter>;
 
 // vmlet's retry backoff after a failed reconcile: 5 ms doubling to 5 min
-// (DESIGN.md §4).
+// (docs/reconcile.md).
 inline constexpr std::chrono::nanoseconds kDefaultRetryBaseDelay = std::chrono::milliseconds(5);
 inline constexpr std::chrono::nanoseconds kDefaultRetryMaxDelay = std::chrono::minutes(5);
 
@@ -82,7 +82,7 @@ class MaxOfRateLimiter final : public RateLimiter {
 // kDefaultRetryBaseDelay and kDefaultRetryMaxDelay.
 RateLimiterPtr NewDefaultRateLimiter();
 
-// The crash-loop restart delay (DESIGN.md §4).
+// The crash-loop restart delay (docs/reconcile.md).
 inline constexpr std::chrono::nanoseconds kCrashLoopBaseDelay = std::chrono::seconds(10);
 inline constexpr std::chrono::nanoseconds kCrashLoopMaxDelay = std::chrono::minutes(5);
 

@@ -572,7 +572,7 @@ api::StatusOr<ReconcileResult> Reconciler::Boot(const api::VmKey& key, Runtime& 
   const std::string restart_reason = record.last_exit_reason.empty() && record.last_exit_phase
                                          ? std::string(api::PhaseName(*record.last_exit_phase))
                                          : record.last_exit_reason;
-  // Boot latency runs from the spawn request (DESIGN §6).
+  // Boot latency runs from the spawn request (docs/reconcile.md).
   const Mono spawn_requested = clock_.MonotonicNow();
   api::StatusOr<drivers::BootResult> booted =
       slot.driver->Boot(spec, vm_dir, DeadlineIn(options_.boot_call_timeout));

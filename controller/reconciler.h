@@ -54,7 +54,7 @@ struct ReconcilerHooks {
   std::function<void(const api::VmKey&, const Event&)> event;
 };
 
-// Makes one VM's VMM match its manifest, one step at a time (DESIGN §4).
+// Makes one VM's VMM match its manifest, one step at a time (docs/reconcile.md).
 //
 // Level-triggered, as controller-runtime's Reconciler: Reconcile() gets only
 // a key; it reads the desired state (DesiredCache) and observes the VMM

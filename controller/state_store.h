@@ -25,7 +25,7 @@
 
 namespace vmlet::controller {
 
-// The per-VM state directory (DESIGN §5), whose files hold a VmRecord
+// The per-VM state directory (docs/reconcile.md, "Identity"), whose files hold a VmRecord
 // (vm_record.h), a VmStatus (vm_status.h) and Events (vm_event.h) in their
 // JSON forms (state_json.h):
 //   <state-dir>/vms/<namespace>/<name>/{record.json, status.json, events.jsonl, ...}

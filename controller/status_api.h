@@ -22,7 +22,7 @@
 
 namespace vmlet::controller {
 
-// vmlet's read API (DESIGN §8), shaped as a Kubernetes API group so that a
+// vmlet's read API (docs/api.md), shaped as a Kubernetes API group so that a
 // stock kubectl reads it: group vmlet.dev, version v1alpha1, resource
 // `virtualmachines` (short name `vm`), plus the VMs' events as core v1
 // Events. docs/api.md describes every path. The pieces: api_query.h (query

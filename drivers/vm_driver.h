@@ -82,7 +82,7 @@ inline std::ostream& operator<<(std::ostream& os, const VmmExit& exit) {
   return os << exit.state();
 }
 
-// One hypervisor technology (DESIGN §7): QEMU, Cloud Hypervisor, the fake.
+// One hypervisor technology (docs/drivers.md): QEMU, Cloud Hypervisor, the fake.
 //
 // Contract for every call:
 // - Idempotent: repeating a call that succeeded succeeds and changes nothing

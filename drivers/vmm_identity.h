@@ -20,7 +20,7 @@
 namespace vmlet::drivers {
 
 // Decides whether a recorded VMM is still the process vmlet launched
-// (DESIGN §5), and holds a pidfd for each one it has confirmed.
+// (docs/reconcile.md, "Identity"), and holds a pidfd for each one it has confirmed.
 //
 // A record's VMM is confirmed when, all together: the host's boot id equals
 // the recorded one; the pid exists and is not a zombie; its start time equals

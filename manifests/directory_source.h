@@ -66,7 +66,7 @@ struct SourceUpdate {
 };
 
 // The desired-state source of a manifest directory: walks `root`, parses its
-// manifest files, and keeps the last known good spec of every VM (DESIGN §3).
+// manifest files, and keeps the last known good spec of every VM (docs/manifests.md).
 // Synchronous and thread-free; DirectoryWatcher calls Rescan() when something
 // changes.
 //

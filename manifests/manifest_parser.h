@@ -52,7 +52,7 @@ struct ParseResult {
 // values api::FindSpecErrors() rejects are all errors. A document with any
 // error yields no VM, only errors (each with the VM's key when its metadata
 // was readable); the other documents of the file are still returned. A file
-// with a syntax error yields that error alone. Defaults (DESIGN §3) are
+// with a syntax error yields that error alone. Defaults (docs/manifests.md) are
 // applied before validation; a network without a MAC gets a stable one
 // derived from namespace, name and index.
 //

@@ -41,7 +41,7 @@ std::string_view DriverOpName(DriverOp op);
 //   ""                                                        -> "Other"
 std::string_view RestartReasonLabel(std::string_view reason);
 
-// Every metric family vmlet exports (DESIGN §8; the per-VM ones also carry
+// Every metric family vmlet exports (docs/metrics.md; the per-VM ones also carry
 // `node`), in one prometheus-cpp
 // registry that the exposer (MetricsEndpoint) or a test's TextSerializer
 // collects.

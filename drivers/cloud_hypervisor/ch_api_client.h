@@ -25,7 +25,7 @@ struct ChVmInfo {
 std::string ChErrorMessage(std::string_view body);
 
 // The Status for CH's answer `response` to `endpoint`, by status class
-// (hypervisor-apis.md §1.1: CH's codes vary by release, so exact codes are
+// (CH's codes vary by release, so exact codes are
 // not relied upon). OK for 2xx. Otherwise the message is
 // "<endpoint>: <ChErrorMessage(body)> (HTTP <code>)" and the code:
 //   400-499 but 404, 409, 429   InvalidArgument: the request was refused
@@ -42,8 +42,8 @@ std::string ChErrorMessage(std::string_view body);
 //   anything else               Internal.
 api::Status ChResponseStatus(std::string_view endpoint, const ChHttpResponse& response);
 
-// The Cloud Hypervisor REST API (shared/reference/cloud-hypervisor-openapi.yaml)
-// on one VMM, as the driver uses it. Each call is one request through the
+// The Cloud Hypervisor REST API (its OpenAPI spec; a copy is
+// tests/fakes/fake_cloud_hypervisor/cloud-hypervisor-openapi.yaml) on one VMM, as the driver uses it. Each call is one request through the
 // transport; the transport's errors (Unavailable, DeadlineExceeded, ...) are
 // returned as they are, and CH's answers map by ChResponseStatus().
 //

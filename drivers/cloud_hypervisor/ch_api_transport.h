@@ -19,9 +19,9 @@ struct ChHttpResponse {
   friend bool operator==(const ChHttpResponse&, const ChHttpResponse&) = default;
 };
 
-// The HTTP seam between the Cloud Hypervisor driver and one VMM's API socket
-// (shared/reference/hypervisor-apis.md §1.1): it carries requests and brings
-// back answers, and judges nothing but the transport. ChApiClient turns the
+// The HTTP seam between the Cloud Hypervisor driver and one VMM's API socket:
+// it carries requests and brings back answers, and judges nothing but the
+// transport. ChApiClient turns the
 // answers into Status values; tests give it scripted answers.
 //
 // Thread-safety: none; one caller at a time (the driver calls one VMM from

@@ -25,7 +25,7 @@ struct ChEvent {
   friend bool operator==(const ChEvent&, const ChEvent&) = default;
 };
 
-// Splits the event-monitor stream into events (hypervisor-apis.md §1.6): CH
+// Splits the event-monitor stream into events: CH
 // writes each event as a pretty-printed JSON object over several lines,
 // followed by a blank line. The parser does not rely on the blank lines: it
 // follows the braces (outside JSON strings), so an object is parsed exactly

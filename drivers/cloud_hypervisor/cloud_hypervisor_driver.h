@@ -51,7 +51,7 @@ struct CloudHypervisorOptions {
 std::string ChApiSocket(const std::string& vm_dir);   // <vm_dir>/ch.sock
 std::string ChEventsFile(const std::string& vm_dir);  // <vm_dir>/events.json
 
-// The argv Boot() spawns for `spec` (DESIGN §7):
+// The argv Boot() spawns for `spec` (docs/drivers.md):
 //   [ip netns exec NETNS] [setpriv ... --]  (options.vmm_user: RunAsPrefix())
 //     cloud-hypervisor --api-socket path=<vm_dir>/ch.sock
 //     --event-monitor path=<vm_dir>/events.json [extra_args...]
@@ -59,7 +59,7 @@ std::string ChEventsFile(const std::string& vm_dir);  // <vm_dir>/events.json
 std::vector<std::string> ChCommandLine(const api::VmSpec& spec, const std::string& vm_dir,
                                        const CloudHypervisorOptions& options);
 
-// The `cloud-hypervisor` driver (DESIGN §7): Cloud Hypervisor driven over
+// The `cloud-hypervisor` driver (docs/drivers.md): Cloud Hypervisor driven over
 // its REST API on a Unix socket (libcurl).
 //
 // Boot rotates serial.log, vmm.log and events.json to *.1, puts a fresh

@@ -33,7 +33,7 @@ struct FakeFaults {
   int image_not_readable_boot_errors = 0;
 };
 
-// The `fake` driver (DESIGN §7): VMs without a hypervisor, so the controller
+// The `fake` driver (docs/drivers.md): VMs without a hypervisor, so the controller
 // can be driven to 10,000 VMs on one small machine and every behaviour proven
 // before real VMMs arrive.
 //

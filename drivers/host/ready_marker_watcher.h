@@ -20,7 +20,7 @@
 namespace vmlet::drivers {
 
 // Finds the readiness marker a guest prints on its serial console
-// (DESIGN §6): the line `VMRS_READY <ip>`, which the VMM writes to
+// (docs/reconcile.md): the line `VMRS_READY <ip>`, which the VMM writes to
 // `<vm_dir>/serial.log`. Watches the serial logs of many VMs, keyed by their
 // vm_dir, with one inotify fd and one thread, and reads each file only from
 // where it stopped last time (a per-file offset).

@@ -46,7 +46,7 @@ struct QemuOptions {
   std::string setpriv_binary = "setpriv";
 };
 
-// The QEMU argv for `spec` (DESIGN §7), after `ip netns exec NETNS` for
+// The QEMU argv for `spec` (docs/drivers.md), after `ip netns exec NETNS` for
 // spec.netns and RunAsPrefix() for options.vmm_user, with every file QEMU uses under
 // `vm_dir`: qmp.sock (QMP server), serial.log (the guest's ttyS0), and the
 // disks and kernel at the spec's paths. `accel` is "kvm" or "tcg". Pure: for
@@ -74,7 +74,7 @@ struct QemuOptions {
 std::vector<std::string> QemuCommandLine(const api::VmSpec& spec, const std::string& vm_dir,
                                          const std::string& accel, const QemuOptions& options);
 
-// The `qemu` driver (DESIGN §7): QEMU over QMP, KVM where /dev/kvm is usable,
+// The `qemu` driver (docs/drivers.md): QEMU over QMP, KVM where /dev/kvm is usable,
 // TCG otherwise.
 //
 // Boot starts a virtiofsd sidecar per shared dir (VirtiofsdSidecars), then

@@ -18,7 +18,7 @@ namespace vmlet::drivers {
 // A client for QEMU's machine protocol (QMP) over a Unix stream socket, as
 // QEMU serves it with `-qmp unix:<path>,server=on,wait=off`.
 //
-// Protocol handled (QMP spec; see shared/reference/hypervisor-apis.md 2.2):
+// Protocol handled (the QMP specification, docs/interop/qmp-spec in QEMU):
 // one JSON object per line (CRLF or LF); a greeting holding "QMP"; the
 // `qmp_capabilities` handshake; commands carry a fresh numeric "id" and are
 // answered by the object echoing it with "return" or "error"; events

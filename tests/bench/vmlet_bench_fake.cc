@@ -1,4 +1,4 @@
-// vmlet_bench_fake: the controller's own figures from DESIGN §9, measured
+// vmlet_bench_fake: the controller's own figures from docs/design.md, "Goals", measured
 // in-process with the fake driver (no guest boot time: boot and shutdown
 // delays are 0), real clock, real StateStore and real manifest watcher on
 // temporary directories. Writes the figures as JSON to argv[1] (default

@@ -1,4 +1,4 @@
-// vmlet_bench_qemu: the real-VM figures from DESIGN §9, measured on the
+// vmlet_bench_qemu: the real-VM figures from docs/design.md, "Goals", measured on the
 // `vmlet run` daemon (started once, `--qemu-accel tcg`) booting the test guest
 // that tests/guest/build-guest makes (256 MiB, 1 vCPU), against QEMU started
 // by hand with the same command line. Writes the figures as JSON to argv[1]
@@ -146,7 +146,7 @@ class DirWatch {
 };
 
 // Follows a serial log (which may not exist yet) and notes when the first
-// complete `VMRS_READY <ip>` line was read, as vmlet accepts it (DESIGN §6):
+// complete `VMRS_READY <ip>` line was read, as vmlet accepts it (docs/reconcile.md):
 // the whole line, up to an optional '\r', and a valid IPv4 or IPv6 address.
 class MarkerReader {
  public:

@@ -1,4 +1,4 @@
-// End to end, a fleet (issue 7): three `vmlet run` processes (nodes n1, n2,
+// End to end, a fleet: three `vmlet run` processes (nodes n1, n2,
 // n3, each with a state directory of its own, all with --require-node-name),
 // one bare Git repository on local disk, and the shipped sync script
 // (deploy/sync/vmlet-sync) per node, run by the test after every push as a

@@ -614,7 +614,7 @@ TEST_F(ApiTest, KubectlGetsDescribesAndWatchesVms) {
   const auto edited = std::chrono::steady_clock::now();
   WriteManifest(db_, FakeDriverManifest(db_, "Paused", "1", "{app: db}"));
   // A MODIFIED row for db-1 whose DESIRED and PHASE both read Paused. How
-  // long it took is printed (DESIGN's goal: within a second), not asserted.
+  // long it took is printed (the goal: within a second), not asserted.
   EXPECT_TRUE(WaitFor(seconds(30), [&] {
     std::istringstream in(TailOfFile(watch_log, 20));
     for (std::string line; std::getline(in, line);) {

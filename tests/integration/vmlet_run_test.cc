@@ -389,7 +389,7 @@ TEST_F(VmletRunTest, InvalidEditKeepsVmReadyAndSigtermLeavesVmmsForTheNextVmlet)
   EXPECT_FALSE(LogsContain("ReconcilePanic"));
 }
 
-// DESIGN §3: bad input never changes a running VM; the VM keeps its last
+// docs/manifests.md: bad input never changes a running VM; the VM keeps its last
 // known good desired state. That holds across a vmlet restart too: a manifest
 // broken while vmlet was down must not read as "deleted" and stop the VM.
 TEST_F(VmletRunTest, ManifestBrokenWhileVmletWasDownDoesNotStopTheVm) {

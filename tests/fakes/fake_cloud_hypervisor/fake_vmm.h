@@ -59,7 +59,7 @@ struct FakeVmmOptions {
 // (`serial: {mode: File, file: PATH}`) kernel noise, `VMRS_READY <ip>\r\n`
 // after the boot delay, and a power-down line when the guest powers off.
 //
-// Status codes and bodies follow CH (see hypervisor-apis.md §1.1):
+// Status codes and bodies follow CH:
 //  - unknown path: 404 ["Not Found"];
 //  - wrong method: 400 ["Bad Request"], or 400 without a body for methods
 //    other than GET and PUT on the generic action endpoints;

@@ -779,7 +779,7 @@ TEST_F(ReconcilerTest, VmThatWillNotBeRestartedShowsNoCrashLoopBackOff) {
 // VM does boot, but it is counted as a restart: restartCount + 1, event
 // Restarted, hooks.restarted.)
 // Expected: once desiredState Stopped has been reached the exit is settled
-// (DESIGN §4: Stopped | Failed -> clean up; then Running | Stopped -> boot):
+// (docs/reconcile.md: Stopped | Failed -> clean up; then Running | Stopped -> boot):
 // the Running pass boots the VM at once, as an operator start, not a restart
 // (restartCount stays 0).
 TEST_F(ReconcilerTest, VmLeftDownByItsPolicyBootsWhenTheOperatorStopsAndStartsIt) {
@@ -1632,7 +1632,7 @@ TEST_F(ReconcilerTest, FixedManifestClearsManifestValidFalse) {
 // directory: Drop) before WriteStatus runs, so there is no status.json and
 // StatusOf() is none; WriteStatus's "(no valid spec yet)" message is
 // unreachable. `vmlet get` shows nothing for the VM.
-// Expected (DESIGN §3: the error is "shown in that VM's status (condition
+// Expected (docs/manifests.md: the error is "shown in that VM's status (condition
 // ManifestValid=False)"): a status with ManifestValid=False whose message is
 // the error and "(no valid spec yet)"; nothing booted.
 TEST_F(ReconcilerTest, InvalidManifestOfANewVmIsShownInItsStatus) {

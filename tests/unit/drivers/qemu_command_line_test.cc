@@ -1,4 +1,4 @@
-// The QEMU argv vmlet builds from a spec (DESIGN §7), argument by argument.
+// The QEMU argv vmlet builds from a spec (docs/drivers.md), argument by argument.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
