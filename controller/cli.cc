@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cctype>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -12,7 +13,6 @@
 #include "controller/api_client.h"
 #include "controller/api_query.h"
 #include "controller/cli_render.h"
-#include "drivers/host/real_clock.h"
 #include "manifests/manifest_files.h"
 
 namespace vmlet::controller {
@@ -187,8 +187,8 @@ int Get(const ClientOptions& options, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
-int Describe(ClientOptions options, const std::string& target, std::ostream& out,
-             std::ostream& err) {
+int Describe(ClientOptions options, const std::string& target, const api::Clock& clock,
+             std::ostream& out, std::ostream& err) {
   const size_t slash = target.find('/');
   if (slash != std::string::npos) {
     options.ns = target.substr(0, slash);
@@ -215,7 +215,6 @@ int Describe(ClientOptions options, const std::string& target, std::ostream& out
       "/api/v1/namespaces/" + options.ns + "/events?fieldSelector=" + EncodeQueryValue(selector),
       "application/json", err);
   if (!events) return 1;
-  drivers::RealClock clock;
   out << RenderDescribe(*vm, *events, clock.WallNow());
   return 0;
 }
@@ -246,7 +245,7 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
     return std::nullopt;
   }
   if (used != text.size() || !(value >= 0) || value * scale > 1e15) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<int64_t>(value * scale + 0.5));
+  return std::chrono::milliseconds(std::llround(value * scale));
 }
 
 namespace {
@@ -385,7 +384,7 @@ CLI::App* AddRunCommand(CLI::App& app, RunOptions& options, RunDurationFlags& du
 }  // namespace
 
 int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
-           const RunDaemon& run_daemon) {
+           const api::Clock& clock, const RunDaemon& run_daemon) {
   CLI::App app{"vmlet: keeps the VMs on this host equal to the manifests in a directory"};
   app.require_subcommand(1);
   bool show_version = false;
@@ -443,7 +442,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   }
   if (validate->parsed()) return Validate(paths, options, out, err);
   if (get->parsed()) return Get(client, out, err);
-  if (describe->parsed()) return Describe(client, describe_target, out, err);
+  if (describe->parsed()) return Describe(client, describe_target, clock, out, err);
   if (run->parsed()) {
     if (!run_daemon) {
       err << "vmlet run: this binary cannot run the daemon\n";

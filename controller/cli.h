@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "api/clock.h"
+
 namespace vmlet::controller {
 
 // `vmlet run`'s settings, as parsed from its flags.
@@ -78,9 +80,10 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text);
 //   error reply.
 //   vmlet version (or --version)
 //       Prints "vmlet <version>".
-// Returns the process exit code: 0 success, 1 invalid manifests (or a failed
-// get/describe), 2 usage error, or what `run` returns.
+// `clock` gives describe its "now" (ages). Returns the process exit code: 0
+// success, 1 invalid manifests (or a failed get/describe), 2 usage error, or
+// what `run` returns.
 int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& err,
-           const RunDaemon& run = nullptr);
+           const api::Clock& clock, const RunDaemon& run = nullptr);
 
 }  // namespace vmlet::controller

@@ -1,6 +1,5 @@
 // vmlet's entry point: the one place that names real implementations and
 // wires them together.
-#include <csignal>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -10,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <ctime>
 #include <exception>
@@ -34,9 +34,9 @@
 #include "drivers/host/linux_proc_fs.h"
 #include "drivers/host/process_launcher.h"
 #include "drivers/host/real_clock.h"
-#include "drivers/vmm_identity.h"
 #include "drivers/host/vmm_user.h"
 #include "drivers/qemu/qemu_driver.h"
+#include "drivers/vmm_identity.h"
 #include "manifests/manifest_error.h"
 #include "metrics/metered_driver.h"
 #include "metrics/metrics_endpoint.h"
@@ -206,122 +206,132 @@ bool StartEndpoints(const controller::RunOptions& options,
   return true;
 }
 
-int RunDaemon(const controller::RunOptions& options) {
+// Logs to stderr (journald adds its own time stamps; ours are UTC) at --log-level.
+void SetUpLogging(const controller::RunOptions& options) {
   spdlog::set_default_logger(spdlog::stderr_logger_mt("vmlet"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
   spdlog::set_level(spdlog::level::from_str(options.log_level));
-  RaiseFileLimit();
+}
 
-  // SIGTERM and SIGINT are taken by this thread alone (sigwait below); every
-  // thread started after this inherits the mask.
+// SIGTERM and SIGINT, blocked in the calling thread so that every thread
+// started after it inherits the mask and only WaitForStopSignal takes them.
+sigset_t BlockStopSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
 
-  drivers::RealClock clock;
-  drivers::LinuxProcFs proc_fs;
-  api::StatusOr<std::string> boot_id = proc_fs.BootId();
-  if (!boot_id.ok()) {
-    spdlog::critical("cannot read the host boot id: {}", boot_id.status().ToString());
-    return 1;
-  }
-  // --vmm-user: who the VMMs run as. Every file vmlet makes is its own
-  // (umask 077) unless it gives it to that user on purpose.
-  std::optional<drivers::VmmCredentials> vmm_user;
-  if (!options.vmm_user.empty()) {
-    api::StatusOr<drivers::VmmCredentials> creds = drivers::LookupVmmCredentials(options.vmm_user);
-    if (!creds.ok()) {
-      spdlog::critical("--vmm-user {}: {}", options.vmm_user, creds.status().ToString());
-      return 2;
-    }
-    vmm_user = *creds;
-    ::umask(077);
-  }
-  controller::StateStore::Options store_options;
-  if (vmm_user) store_options.vmm_group = vmm_user->gid;
-  controller::StateStore store(options.state_dir, clock, store_options);
-  if (api::Status s = store.Init(); !s.ok()) {
-    spdlog::critical("state directory {}: {}", options.state_dir, s.ToString());
-    return 1;
-  }
-
-  // The drivers this vmlet carries, each with the identity checker for its VMMs.
-  drivers::FakeVmDriver fake(clock, {options.state_dir + "/fake-driver.jsonl", *boot_id,
-                                     options.fake_boot_delay, options.fake_shutdown_delay});
-  if (api::Status s = fake.Load(); !s.ok()) {
-    spdlog::critical("fake driver: {}", s.ToString());
-    return 1;
-  }
-  drivers::VmmIdentity fake_identity(fake.proc_fs());
-
+// The drivers this vmlet carries, each with the identity checker for its VMMs
+// and the decorator through which the controller sees it (counting and timing
+// its calls).
+struct HostDrivers {
   drivers::PosixProcessLauncher launcher;
+  std::unique_ptr<drivers::FakeVmDriver> fake;
+  std::unique_ptr<drivers::QemuDriver> qemu;
+  std::unique_ptr<drivers::CloudHypervisorDriver> cloud_hypervisor;
+  std::unique_ptr<drivers::VmmIdentity> fake_identity;
+  std::unique_ptr<drivers::VmmIdentity> qemu_identity;
+  std::unique_ptr<drivers::VmmIdentity> cloud_hypervisor_identity;
+  std::vector<std::unique_ptr<metrics::MeteredDriver>> metered;
+
+  // Ends the drivers' own threads (the ready-marker watchers). Idempotent.
+  void Stop() {
+    if (qemu) qemu->Stop();
+    if (cloud_hypervisor) cloud_hypervisor->Stop();
+  }
+
+  std::vector<std::string> Names() const {
+    return {std::string(fake->name()), std::string(qemu->name()),
+            std::string(cloud_hypervisor->name())};
+  }
+
+  // The slots the controller reconciles with, by driver name.
+  std::map<std::string, controller::DriverSlot> Slots(metrics::VmletMetrics& vmlet_metrics,
+                                                      api::Clock& clock) {
+    auto slot = [&](drivers::VmDriver& driver, drivers::VmmIdentity& identity) {
+      metered.push_back(std::make_unique<metrics::MeteredDriver>(driver, vmlet_metrics, clock));
+      return controller::DriverSlot{metered.back().get(), &identity};
+    };
+    return {{"fake", slot(*fake, *fake_identity)},
+            {"qemu", slot(*qemu, *qemu_identity)},
+            {"cloud-hypervisor", slot(*cloud_hypervisor, *cloud_hypervisor_identity)}};
+  }
+};
+
+// Builds and starts every driver. OK, or why vmlet cannot run.
+api::Status StartDrivers(const controller::RunOptions& options, api::Clock& clock,
+                         const drivers::LinuxProcFs& proc_fs, const std::string& boot_id,
+                         const std::optional<drivers::VmmCredentials>& vmm_user, HostDrivers& out) {
+  out.fake = std::make_unique<drivers::FakeVmDriver>(
+      clock, drivers::FakeVmDriver::Options{options.state_dir + "/fake-driver.jsonl", boot_id,
+                                            options.fake_boot_delay, options.fake_shutdown_delay});
+  if (api::Status s = out.fake->Load(); !s.ok()) {
+    return api::Status::Internal("fake driver: " + s.ToString());
+  }
+  out.fake_identity = std::make_unique<drivers::VmmIdentity>(out.fake->proc_fs());
+
   drivers::QemuOptions qemu_options;
   qemu_options.qemu_binary = options.qemu_binary;
   if (options.qemu_accel != "auto") qemu_options.accel = options.qemu_accel;
   qemu_options.probe_dir = options.state_dir;
   qemu_options.vmm_user = vmm_user;
-  drivers::QemuDriver qemu(clock, proc_fs, launcher, qemu_options);
-  if (api::Status s = qemu.Start(); !s.ok()) {
-    spdlog::critical("qemu driver: {}", s.ToString());
-    return 1;
+  out.qemu = std::make_unique<drivers::QemuDriver>(clock, proc_fs, out.launcher, qemu_options);
+  if (api::Status s = out.qemu->Start(); !s.ok()) {
+    return api::Status::Internal("qemu driver: " + s.ToString());
   }
   spdlog::info("event=DriverReady driver=qemu binary={} accel={} why=\"{}\" vmm_user={}",
-               options.qemu_binary, qemu.accel(), qemu.accel_reason(),
+               options.qemu_binary, out.qemu->accel(), out.qemu->accel_reason(),
                vmm_user ? vmm_user->user : "(vmlet's own)");
-  drivers::VmmIdentity qemu_identity(proc_fs);
+  out.qemu_identity = std::make_unique<drivers::VmmIdentity>(proc_fs);
 
   drivers::CloudHypervisorOptions ch_options;
   ch_options.cloud_hypervisor_binary = options.cloud_hypervisor_binary;
   ch_options.vmm_user = vmm_user;
-  drivers::CloudHypervisorDriver cloud_hypervisor(clock, proc_fs, launcher, ch_options);
-  if (api::Status s = cloud_hypervisor.Start(); !s.ok()) {
-    spdlog::critical("cloud-hypervisor driver: {}", s.ToString());
-    return 1;
+  out.cloud_hypervisor =
+      std::make_unique<drivers::CloudHypervisorDriver>(clock, proc_fs, out.launcher, ch_options);
+  if (api::Status s = out.cloud_hypervisor->Start(); !s.ok()) {
+    return api::Status::Internal("cloud-hypervisor driver: " + s.ToString());
   }
-  drivers::VmmIdentity cloud_hypervisor_identity(proc_fs);
+  out.cloud_hypervisor_identity = std::make_unique<drivers::VmmIdentity>(proc_fs);
+  return api::Status::Ok();
+}
 
-  const std::string node_name = options.node_name.empty() ? HostName() : options.node_name;
-  metrics::VmletMetrics vmlet_metrics(clock, {VMLET_VERSION,
-                                              {std::string(fake.name()), std::string(qemu.name()),
-                                               std::string(cloud_hypervisor.name())},
-                                              ManifestErrorReasons(),
-                                              node_name});
-  // The controller sees each driver through a decorator that counts and times
-  // its calls; the identity checkers are the drivers' own.
-  metrics::MeteredDriver metered_fake(fake, vmlet_metrics, clock);
-  metrics::MeteredDriver metered_qemu(qemu, vmlet_metrics, clock);
-  metrics::MeteredDriver metered_cloud_hypervisor(cloud_hypervisor, vmlet_metrics, clock);
-  std::map<std::string, controller::DriverSlot> drivers = {
-      {"fake", {&metered_fake, &fake_identity}},
-      {"qemu", {&metered_qemu, &qemu_identity}},
-      {"cloud-hypervisor", {&metered_cloud_hypervisor, &cloud_hypervisor_identity}},
-  };
-  if (!drivers.contains(options.default_driver)) {
-    std::string available;
-    for (const auto& [name, slot] : drivers) available += (available.empty() ? "" : ", ") + name;
-    spdlog::critical("--driver {}: that driver is not available in this vmlet (available: {})",
-                     options.default_driver, available);
-    return 2;
-  }
+// --vmm-user: who the VMMs run as (nothing: vmlet's own user). With one, every
+// file vmlet makes is its own (umask 077) unless it gives it to that user on
+// purpose.
+api::StatusOr<std::optional<drivers::VmmCredentials>> VmmUser(
+    const controller::RunOptions& options) {
+  if (options.vmm_user.empty()) return std::optional<drivers::VmmCredentials>();
+  api::StatusOr<drivers::VmmCredentials> creds = drivers::LookupVmmCredentials(options.vmm_user);
+  if (!creds.ok()) return creds.status();
+  ::umask(077);
+  return std::optional<drivers::VmmCredentials>(*creds);
+}
 
-  controller::Manager::Options manager_options;
-  manager_options.manifests_dir = options.manifests_dir;
-  manager_options.node_name = node_name;
-  manager_options.workers = options.workers;
-  manager_options.resync = options.resync;
-  controller::Manager manager(manager_options, clock, store, drivers, ManagerCollaborators(options),
-                              ReconcilerMetrics(vmlet_metrics), QueueMetrics(vmlet_metrics),
-                              ManagerMetrics(vmlet_metrics));
+// --driver names a driver this vmlet carries.
+bool DefaultDriverKnown(const controller::RunOptions& options,
+                        const std::map<std::string, controller::DriverSlot>& slots) {
+  if (slots.contains(options.default_driver)) return true;
+  std::string available;
+  for (const auto& [name, slot] : slots) available += (available.empty() ? "" : ", ") + name;
+  spdlog::critical("--driver {}: that driver is not available in this vmlet (available: {})",
+                   options.default_driver, available);
+  return false;
+}
 
-  // The read API's objects are refreshed after every reconcile pass, so a
-  // watch sees each status write (docs/api.md); before the first pass they
-  // come from the status files on disk.
+// Runs the controller until SIGTERM or SIGINT: the read API's objects are
+// refreshed after every reconcile pass, so a watch sees each status write
+// (docs/api.md); before the first pass they come from the status files.
+int Serve(const controller::RunOptions& options, const std::string& node_name, api::Clock& clock,
+          sigset_t signals, controller::StateStore& store, controller::Manager& manager,
+          metrics::VmletMetrics& vmlet_metrics) {
   controller::ManagerVmSource vm_source(manager, store);
   controller::StatusApi::Options api_options;
   api_options.address = options.api_addr;
-  api_options.node_name = manager_options.node_name;
+  api_options.node_name = node_name;
   api_options.version = VMLET_VERSION;
   controller::StatusApi status_api(api_options, clock, vm_source);
   manager.SetPassObserver(
@@ -337,7 +347,7 @@ int RunDaemon(const controller::RunOptions& options) {
     spdlog::critical("cannot start: {}", s.ToString());
     return 1;
   }
-  spdlog::info("event=Running node={} version={}", manager_options.node_name, VMLET_VERSION);
+  spdlog::info("event=Running node={} version={}", node_name, VMLET_VERSION);
   std::string status_line = StatusLine(status_api, manager.synced());
   Notify("READY=1\nSTATUS=" + status_line);
 
@@ -349,16 +359,66 @@ int RunDaemon(const controller::RunOptions& options) {
   manager.Stop();
   status_api.Stop();
   metrics_endpoint.Stop();
-  qemu.Stop();
-  cloud_hypervisor.Stop();
   return 0;
+}
+
+int RunDaemon(const controller::RunOptions& options) {
+  SetUpLogging(options);
+  RaiseFileLimit();
+  const sigset_t signals = BlockStopSignals();
+
+  drivers::RealClock clock;
+  drivers::LinuxProcFs proc_fs;
+  api::StatusOr<std::string> boot_id = proc_fs.BootId();
+  if (!boot_id.ok()) {
+    spdlog::critical("cannot read the host boot id: {}", boot_id.status().ToString());
+    return 1;
+  }
+  api::StatusOr<std::optional<drivers::VmmCredentials>> vmm_user = VmmUser(options);
+  if (!vmm_user.ok()) {
+    spdlog::critical("--vmm-user {}: {}", options.vmm_user, vmm_user.status().ToString());
+    return 2;
+  }
+  controller::StateStore::Options store_options;
+  if (*vmm_user) store_options.vmm_group = (*vmm_user)->gid;
+  controller::StateStore store(options.state_dir, clock, store_options);
+  if (api::Status s = store.Init(); !s.ok()) {
+    spdlog::critical("state directory {}: {}", options.state_dir, s.ToString());
+    return 1;
+  }
+
+  HostDrivers host_drivers;
+  if (api::Status s = StartDrivers(options, clock, proc_fs, *boot_id, *vmm_user, host_drivers);
+      !s.ok()) {
+    spdlog::critical("{}", s.message());
+    return 1;
+  }
+  const std::string node_name = options.node_name.empty() ? HostName() : options.node_name;
+  metrics::VmletMetrics vmlet_metrics(
+      clock, {VMLET_VERSION, host_drivers.Names(), ManifestErrorReasons(), node_name});
+  std::map<std::string, controller::DriverSlot> slots = host_drivers.Slots(vmlet_metrics, clock);
+  if (!DefaultDriverKnown(options, slots)) return 2;
+
+  controller::Manager::Options manager_options;
+  manager_options.manifests_dir = options.manifests_dir;
+  manager_options.node_name = node_name;
+  manager_options.workers = options.workers;
+  manager_options.resync = options.resync;
+  controller::Manager manager(manager_options, clock, store, slots, ManagerCollaborators(options),
+                              ReconcilerMetrics(vmlet_metrics), QueueMetrics(vmlet_metrics),
+                              ManagerMetrics(vmlet_metrics));
+  const int code = Serve(options, node_name, clock, signals, store, manager, vmlet_metrics);
+  // Before the manager goes: the drivers' threads report changes to it.
+  host_drivers.Stop();
+  return code;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
-    return vmlet::controller::RunCli(argc, argv, std::cout, std::cerr, RunDaemon);
+    const vmlet::drivers::RealClock clock;
+    return vmlet::controller::RunCli(argc, argv, std::cout, std::cerr, clock, RunDaemon);
   } catch (const std::exception& e) {
     std::cerr << "vmlet: fatal: " << e.what() << "\n";
     return 70;  // EX_SOFTWARE

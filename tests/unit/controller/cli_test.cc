@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/fakes/fake_clock.h"
 #include "tests/support/temp_dir.h"
 
 namespace vmlet::controller {
@@ -19,6 +20,12 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 namespace fs = std::filesystem;
+
+// describe's "now"; nothing here reads it.
+const api::Clock& Clock() {
+  static const testing::FakeClock clock;
+  return clock;
+}
 
 const std::string kExamples = std::string(VMLET_SOURCE_DIR) + "/manifests/examples";
 const std::string kReference = std::string(VMLET_SOURCE_DIR) + "/manifests/reference";
@@ -34,7 +41,7 @@ CliResult RunVmlet(std::vector<std::string> args) {
   std::vector<const char*> argv;
   for (const std::string& a : args) argv.push_back(a.c_str());
   std::ostringstream out, err;
-  int code = RunCli(static_cast<int>(argv.size()), argv.data(), out, err);
+  int code = RunCli(static_cast<int>(argv.size()), argv.data(), out, err, Clock());
   return {code, out.str(), err.str()};
 }
 
@@ -156,10 +163,10 @@ TEST_F(CliTest, ImageRootConfinesEveryPathField) {
 TEST_F(CliTest, RootFlagsTakeOneDirectoryEachAndLeaveThePathsAfterThem) {
   fs::create_directories(dir_ + "/images");
   const std::string a = Write("a.yaml", kValid);
-  const std::string b = Write("b.yaml", std::string(kValid).replace(
-                                            std::string(kValid).find("name: web"), 9, "name: db"));
-  CliResult r = RunVmlet({"validate", "--image-root", dir_ + "/images", "--share-root",
-                          dir_ + "/shares", a, b});
+  const std::string b = Write(
+      "b.yaml", std::string(kValid).replace(std::string(kValid).find("name: web"), 9, "name: db"));
+  CliResult r = RunVmlet(
+      {"validate", "--image-root", dir_ + "/images", "--share-root", dir_ + "/shares", a, b});
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find(a + ":7:11: spec.kernel: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(b + ":7:11: spec.kernel: "), std::string::npos) << r.err;
@@ -216,7 +223,8 @@ TEST(RunFlagsTest, RunParsesEveryFlagIntoRunOptions) {
                                    "--resync",     "2m",     "--fake-boot-delay", "3s",
                                    "--log-level",  "debug"};
   std::ostringstream out, err;
-  EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, daemon), 7) << err.str();
+  EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, Clock(), daemon), 7)
+      << err.str();
   ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(seen->manifests_dir, "/m");
   EXPECT_EQ(seen->state_dir, "/s");
@@ -237,7 +245,7 @@ TEST(RunFlagsTest, RunDefaultsMatchTheDesign) {
   };
   std::vector<const char*> argv = {"vmlet", "run", "--manifests", "/m"};
   std::ostringstream out, err;
-  EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, daemon), 0);
+  EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, Clock(), daemon), 0);
   ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(seen->state_dir, "/var/lib/vmlet");
   EXPECT_EQ(seen->default_driver, "qemu");
@@ -253,7 +261,7 @@ TEST(RunFlagsTest, BadRunFlagsAreUsageErrors) {
            {"vmlet", "run", "--manifests", "/m", "--resync", "soon"},
            {"vmlet", "run", "--manifests", "/m", "--workers", "0"}}) {
     std::ostringstream out, err;
-    EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, daemon), 2)
+    EXPECT_EQ(RunCli(static_cast<int>(argv.size()), argv.data(), out, err, Clock(), daemon), 2)
         << argv.back();
   }
 }
