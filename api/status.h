@@ -123,3 +123,12 @@ class [[nodiscard]] StatusOr {
 };
 
 }  // namespace vmlet::api
+
+// Returns the Status of `expr` (a Status) from the enclosing function, which
+// returns Status or StatusOr<T>, unless it is OK.
+#define VMLET_RETURN_IF_ERROR(expr)                             \
+  do {                                                          \
+    if (::vmlet::api::Status status_ = (expr); !status_.ok()) { \
+      return status_;                                           \
+    }                                                           \
+  } while (false)

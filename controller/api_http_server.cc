@@ -30,7 +30,7 @@ class ApiHttpServer::Listener {
   Listener(ApiHttpServer& server, const std::string& uri) : server_(server), listener_(uri) {}
 
   void Open() {
-    listener_.support([this](web::http::http_request request) { Serve(std::move(request)); });
+    listener_.support([this](const web::http::http_request& request) { Serve(request); });
     listener_.open().wait();
   }
 
@@ -43,7 +43,7 @@ class ApiHttpServer::Listener {
   }
 
  private:
-  void Serve(web::http::http_request request) {
+  void Serve(const web::http::http_request& request) {
     ApiRequest r;
     r.method = request.method();
     const web::uri& uri = request.request_uri();

@@ -81,8 +81,8 @@ class ApiHttpServer {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                        // guarded by mu_
-  bool changed_ = false;                         // guarded by mu_: the pump has something to send
+  bool stopping_ = false;                         // guarded by mu_
+  bool changed_ = false;                          // guarded by mu_: the pump has something to send
   std::vector<std::shared_ptr<Stream>> streams_;  // guarded by mu_
   std::thread pump_;
 };

@@ -80,7 +80,6 @@ class FieldSelector {
 // ---------------------------------------------------------------------------
 // The VM objects and their change log.
 
-
 // Text helpers the API's parsers share.
 
 // `s` without leading and trailing white space.

@@ -38,8 +38,7 @@ std::string AgeSince(const std::string& time, WallTime now) {
 std::string SmartLabel(std::string_view field) {
   std::vector<std::string> words;
   std::string word;
-  for (size_t i = 0; i < field.size(); ++i) {
-    const char c = field[i];
+  for (const char c : field) {
     const bool upper = std::isupper(static_cast<unsigned char>(c));
     const bool digit = std::isdigit(static_cast<unsigned char>(c));
     const bool prev_digit = !word.empty() && std::isdigit(static_cast<unsigned char>(word.back()));

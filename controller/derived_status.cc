@@ -30,8 +30,8 @@ bool ShowBootFailure(VmStatus& status, const VmRuntime& rt, const manifests::Des
                      WallTime wall) {
   if (!rt.boot_failure || !want || !(rt.boot_failure->refused == *want)) return false;
   if (rt.record && rt.record->vmm) return false;
-  status.reason = "BootFailed: " + rt.boot_failure->message +
-                  " (not retried until the manifest changes)";
+  status.reason =
+      "BootFailed: " + rt.boot_failure->message + " (not retried until the manifest changes)";
   SetCondition(status, Condition{"Ready", "False", "BootFailed", status.reason, wall});
   return true;
 }
@@ -113,7 +113,6 @@ void SetConditions(VmStatus& status, const VmRuntime& rt, const DesiredEntry& de
   const bool converged = Converged(rt, want);
   condition("Converged", converged, converged ? "Converged" : "Progressing", "");
 }
-
 
 }  // namespace
 

@@ -110,8 +110,8 @@ Status WriteFileAtomically(const std::string& dir, const std::string& name,
   // A name can only be taken by a temporary file that an earlier process
   // with the same pid left behind in a crash; the next counter value is free.
   for (int attempt = 0; attempt < 100 && !fd.valid(); ++attempt) {
-    temp = dir + "/." + name + ".tmp-" + std::to_string(::getpid()) + "-" +
-           std::to_string(unique());
+    temp =
+        dir + "/." + name + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(unique());
     fd.Reset(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid() && errno != EEXIST) return ErrnoStatus(errno, "cannot create " + temp);
   }

@@ -1,8 +1,7 @@
 #include "controller/kube_objects.h"
 
-#include <ctime>
-
 #include <cstdio>
+#include <ctime>
 #include <utility>
 
 #include "manifests/spec_json.h"
@@ -86,8 +85,8 @@ json KubeStatus(int code, std::string_view reason, std::string_view message, con
 
 json VmNotFound(std::string_view name) {
   return KubeStatus(404, "NotFound",
-                    std::string(kVmResource) + "." + std::string(kApiGroup) + " \"" + std::string(name) +
-                        "\" not found",
+                    std::string(kVmResource) + "." + std::string(kApiGroup) + " \"" +
+                        std::string(name) + "\" not found",
                     {{"name", name}, {"group", kApiGroup}, {"kind", kVmResource}});
 }
 

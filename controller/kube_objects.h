@@ -26,7 +26,6 @@ inline constexpr std::string_view kVmResource = "virtualmachines";
 inline constexpr std::string_view kVmKind = "VirtualMachine";
 inline constexpr std::string_view kJsonContentType = "application/json";
 
-
 // kubectl's AGE: k8s.io/apimachinery's duration.HumanDuration ("45s",
 // "3m20s", "15m", "5h10m", "12h", "3d4h", "20d", "2y30d"). Up to one second
 // into the future reads "0s"; further is "<invalid>".

@@ -52,7 +52,7 @@ nlohmann::json EventTable(const std::vector<std::pair<WallTime, nlohmann::json>>
                           IncludeObject include, const std::string& node_name, WallTime now);
 // The Table of namespaces (NamespaceToJson's objects): NAME STATUS AGE.
 nlohmann::json NamespaceTable(const std::vector<nlohmann::json>& namespaces,
-                              const std::string& resource_version,
-                              const std::string& table_version, WallTime now);
+                              const std::string& resource_version, const std::string& table_version,
+                              WallTime now);
 
 }  // namespace vmlet::controller

@@ -7,7 +7,6 @@
 #include <string_view>
 #include <vector>
 
-
 namespace vmlet::controller {
 
 Manager::Manager(Options options, api::Clock& clock, StateStore& store,
@@ -20,8 +19,8 @@ Manager::Manager(Options options, api::Clock& clock, StateStore& store,
       desired_(options_.node_name),
       queue_(clock, std::move(collaborators.rate_limiter), std::move(queue_metrics)),
       reconciler_(std::make_unique<Reconciler>(clock_, desired_, store_, std::move(drivers),
-                                               options_.reconciler,
-                                               std::move(collaborators.jitter), std::move(hooks))),
+                                               options_.reconciler, std::move(collaborators.jitter),
+                                               std::move(hooks))),
       watcher_(std::move(collaborators.manifests)),
       hooks_(std::move(manager_hooks)) {}
 

@@ -52,8 +52,8 @@ struct ManagerHooks {
 //
 // Start order: state directory, then every VM that has a record (so VMMs
 // that outlived a vmlet restart are re-adopted, never booted twice), then
-// the manifest watcher (the first full scan), then identity exit watchers,
-// workers and resync. Stop() reverses it and leaves every VMM running.
+// the identity exit watchers, then the manifest watcher (the first full
+// scan), workers and resync. Stop() reverses it and leaves every VMM running.
 //
 // Thread-safe: Start() and Stop() from one thread; the rest from any.
 class Manager {

@@ -4,10 +4,9 @@
 
 namespace vmlet::controller {
 
-DirectoryManifestWatcher::DirectoryManifestWatcher(std::string root,
-                                                   manifests::ParseOptions parse,
+DirectoryManifestWatcher::DirectoryManifestWatcher(std::string root, manifests::ParseOptions parse,
                                                    manifests::DirectoryWatcher::Options options)
-    : directory_(std::move(root), std::move(parse)), options_(std::move(options)) {}
+    : directory_(std::move(root), std::move(parse)), options_(options) {}
 
 DirectoryManifestWatcher::~DirectoryManifestWatcher() { Stop(); }
 

@@ -325,8 +325,7 @@ std::optional<std::string> WhyStop(const VmRecord& record, const std::string& st
 
 api::StatusOr<ReconcileResult> Reconciler::StepWithVmm(const api::VmKey& key, Runtime& rt,
                                                        const manifests::DesiredVm* want,
-                                                       DriverSlot& slot,
-                                                       const Observed& observed) {
+                                                       DriverSlot& slot, const Observed& observed) {
   const drivers::ConfirmedVmm& vmm = *observed.vmm;
   const api::VmState& state = observed.observation.state;
   if (std::optional<std::string> why = WhyStop(*rt.record, rt.stop_reason, want)) {
@@ -366,13 +365,13 @@ api::StatusOr<ReconcileResult> Reconciler::StepWithVmm(const api::VmKey& key, Ru
 
 api::StatusOr<ReconcileResult> Reconciler::AwaitReady(const api::VmKey& key, Runtime& rt,
                                                       const manifests::DesiredVm& want,
-                                                      DriverSlot& slot,
-                                                      const Observed& observed) {
+                                                      DriverSlot& slot, const Observed& observed) {
   const Mono now = clock_.MonotonicNow();
   const nanoseconds timeout = want.spec.readiness_timeout;
   if (timeout.count() > 0 && rt.boot_started && now - *rt.boot_started >= timeout) {
     rt.pending_failure = "no ready marker within " + DescribeDelay(timeout);
-    Emit(key, rt, EventType::kWarning, "ReadinessTimeout", rt.pending_failure + "; killing the VMM");
+    Emit(key, rt, EventType::kWarning, "ReadinessTimeout",
+         rt.pending_failure + "; killing the VMM");
     api::Status s = slot.driver->Kill(*observed.vmm, DeadlineIn(options_.call_timeout));
     if (!s.ok()) return s;
     return Now();
@@ -402,12 +401,11 @@ void Reconciler::NoteReady(const api::VmKey& key, Runtime& rt, const Observed& o
   const std::optional<std::string_view> ip = observed.observation.state.ip();
   Emit(key, rt, EventType::kNormal, "Ready",
        "the guest reported ready at " + std::string(ip.value_or("")) +
-           (rt.last_boot_seconds
-                ? " " +
-                      DescribeDelay(duration_cast<nanoseconds>(
-                          std::chrono::duration<double>(*rt.last_boot_seconds))) +
-                      " after boot"
-                : ""));
+           (rt.last_boot_seconds ? " " +
+                                       DescribeDelay(duration_cast<nanoseconds>(
+                                           std::chrono::duration<double>(*rt.last_boot_seconds))) +
+                                       " after boot"
+                                 : ""));
 }
 
 ReconcileResult Reconciler::LeaveCrashLoop(Runtime& rt) {
@@ -459,8 +457,8 @@ std::optional<ReconcileResult> Reconciler::RestartWait(Runtime& rt,
   if (!rt.record || !rt.record->last_exit_phase) return std::nullopt;
   const bool failed = *rt.record->last_exit_phase == api::VmState::Phase::kFailed;
   const api::RestartPolicy policy = want.spec.restart_policy;
-  const bool restart = policy == api::RestartPolicy::kAlways ||
-                       (policy == api::RestartPolicy::kOnFailure && failed);
+  const bool restart =
+      policy == api::RestartPolicy::kAlways || (policy == api::RestartPolicy::kOnFailure && failed);
   if (!restart) {
     rt.next_restart_at.reset();  // no attempt will come
     return Idle();
@@ -693,12 +691,11 @@ ReconcileResult Reconciler::WaitToBoot(const api::VmKey& key, Runtime& rt,
   // clear (Kubernetes shows a volume still attached elsewhere as a Pod
   // waiting to start, too).
   rt.view = api::VmState::Starting();
-  const std::string message =
-      refusal.detail + "; boot attempt " + std::to_string(wait.attempts) + " refused, next in " +
-      DescribeDelay(delay) +
-      (refusal.reason == drivers::BootRefusal::Reason::kDiskLocked
-           ? " (on shared storage: the VM still runs elsewhere)"
-           : "");
+  const std::string message = refusal.detail + "; boot attempt " + std::to_string(wait.attempts) +
+                              " refused, next in " + DescribeDelay(delay) +
+                              (refusal.reason == drivers::BootRefusal::Reason::kDiskLocked
+                                   ? " (on shared storage: the VM still runs elsewhere)"
+                                   : "");
   if (news) {
     Emit(key, rt, EventType::kWarning, reason, message);
   } else {
@@ -764,8 +761,8 @@ void Reconciler::StageRecord(Runtime& rt, StateStore::Durability durability) {
   }
 }
 
-void Reconciler::Emit(const api::VmKey& key, Runtime& rt, EventType type,
-                      const std::string& reason, const std::string& message) {
+void Reconciler::Emit(const api::VmKey& key, Runtime& rt, EventType type, const std::string& reason,
+                      const std::string& message) {
   Event event{clock_.WallNow(), std::string(EventTypeName(type)), reason, message};
   if (type == EventType::kWarning) {
     spdlog::warn("namespace={} name={} event={} {}", key.ns, key.name, reason, message);

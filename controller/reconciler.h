@@ -15,8 +15,8 @@
 #include "controller/state_store.h"
 #include "controller/vm_runtime.h"
 #include "drivers/boot_refusal.h"
-#include "drivers/vmm_identity.h"
 #include "drivers/vm_driver.h"
+#include "drivers/vmm_identity.h"
 
 namespace vmlet::controller {
 
@@ -173,8 +173,7 @@ class Reconciler {
                                              const manifests::DesiredVm* want, DriverSlot& slot,
                                              const Observed& observed);
   api::StatusOr<ReconcileResult> StepWithoutVmm(const api::VmKey& key, Runtime& rt,
-                                                const manifests::DesiredVm* want,
-                                                DriverSlot& slot);
+                                                const manifests::DesiredVm* want, DriverSlot& slot);
   // Starting or Running but not yet Ready: kills it past its readiness
   // timeout, else says when to look again.
   api::StatusOr<ReconcileResult> AwaitReady(const api::VmKey& key, Runtime& rt,

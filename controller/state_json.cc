@@ -108,23 +108,15 @@ void PutTime(json& j, const char* key, const std::optional<WallTime>& time) {
   if (time) j[key] = FormatTime(*time);
 }
 
-// Returns the Status of `expr` from the enclosing function unless it is OK.
-#define VMLET_RETURN_IF_ERROR(expr)     \
-  do {                                  \
-    if (Status s_ = (expr); !s_.ok()) { \
-      return s_;                        \
-    }                                   \
-  } while (false)
-
 // A phase's name ("Stopped"); absent or "": none.
 Status ReadPhase(const json& obj, const char* key, std::optional<api::VmState::Phase>& out) {
   std::string name;
   VMLET_RETURN_IF_ERROR(ReadString(obj, key, "", false, name));
   out.reset();
   if (name.empty()) return Status::Ok();
-  for (api::VmState::Phase phase :
-       {api::VmState::Phase::kStarting, api::VmState::Phase::kRunning, api::VmState::Phase::kReady,
-        api::VmState::Phase::kPaused, api::VmState::Phase::kStopped, api::VmState::Phase::kFailed}) {
+  for (api::VmState::Phase phase : {api::VmState::Phase::kStarting, api::VmState::Phase::kRunning,
+                                    api::VmState::Phase::kReady, api::VmState::Phase::kPaused,
+                                    api::VmState::Phase::kStopped, api::VmState::Phase::kFailed}) {
     if (api::PhaseName(phase) == name) {
       out = phase;
       return Status::Ok();

@@ -1,12 +1,12 @@
 #include "controller/state_store.h"
 
 #include <fcntl.h>
-#include <cstdio>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <filesystem>
 #include <system_error>
 
@@ -38,14 +38,6 @@ Status CheckKey(const api::VmKey& key) {
   }
   return Status::Ok();
 }
-
-// Returns the Status of `expr` from the enclosing function unless it is OK.
-#define VMLET_RETURN_IF_ERROR(expr)     \
-  do {                                  \
-    if (Status s_ = (expr); !s_.ok()) { \
-      return s_;                        \
-    }                                   \
-  } while (false)
 
 // The lines of `content` that end in '\n' and are not empty.
 std::vector<std::string_view> CompleteLines(std::string_view content) {
@@ -336,7 +328,8 @@ StateStore::CommitResult StateStore::Commit(const api::VmKey& key, const VmChang
       if (Status s = AppendEvent(key, event); !s.ok() && result.events.ok()) result.events = s;
     }
   }
-  if (changes.status) result.status = result.dir.ok() ? SaveStatus(key, *changes.status) : result.dir;
+  if (changes.status)
+    result.status = result.dir.ok() ? SaveStatus(key, *changes.status) : result.dir;
   return result;
 }
 

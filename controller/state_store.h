@@ -34,8 +34,10 @@ namespace vmlet::controller {
 //
 // Writes are atomic: a temporary file in the same directory, fsync, rename,
 // fsync of the directory; a crash leaves the old or the new file, never a
-// torn one. record.json is always synced; status.json is renamed atomically
-// but synced only when Options::sync_status is set (it is re-derived).
+// torn one. record.json is synced (file and directory) when it records an
+// action on the host (Durability::kDurable), else only replaced atomically;
+// status.json is renamed atomically but synced only when
+// Options::sync_status is set (it is re-derived).
 //
 // Every per-VM call checks that the key's namespace and name are valid names
 // (api::ValidateName: so never "", "." or "..", never a '/') and fails with

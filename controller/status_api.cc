@@ -57,7 +57,7 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 
 json ApiResource(std::string_view name, std::string_view singular, bool namespaced,
                  std::string_view kind, std::vector<std::string> verbs,
-                 std::vector<std::string> short_names) {
+                 const std::vector<std::string>& short_names) {
   json r = {{"name", name},
             {"singularName", singular},
             {"namespaced", namespaced},
@@ -351,8 +351,7 @@ ApiReply StatusApi::ListEvents(const ApiRequest& request, const std::string& ns,
       FieldSelector::Parse(QueryParam(request, "fieldSelector"), kEventFields);
   if (!fields.ok()) return StatusReply(400, "BadRequest", fields.status().message());
   const std::string rv = std::to_string(log_.resource_version());
-  api::StatusOr<std::vector<std::pair<WallTime, json>>> items =
-      SelectEvents(ns, name, *fields, rv);
+  api::StatusOr<std::vector<std::pair<WallTime, json>>> items = SelectEvents(ns, name, *fields, rv);
   if (!items.ok()) return StatusReply(500, "InternalError", items.status().message());
 
   if (name) {
@@ -378,8 +377,8 @@ ApiReply StatusApi::ListEvents(const ApiRequest& request, const std::string& ns,
 }
 
 api::StatusOr<std::vector<std::pair<WallTime, json>>> StatusApi::SelectEvents(
-    const std::string& ns, const std::optional<std::string>& name,
-    const FieldSelector& fields, const std::string& resource_version) const {
+    const std::string& ns, const std::optional<std::string>& name, const FieldSelector& fields,
+    const std::string& resource_version) const {
   // Read only the event files the selector can match.
   std::vector<api::VmKey> keys;
   if (std::optional<std::string> vm_name = fields.Required("involvedObject.name")) {
@@ -410,7 +409,8 @@ api::StatusOr<std::vector<std::pair<WallTime, json>>> StatusApi::SelectEvents(
           [&](std::string_view field) { return EventField(key, e, event_name, field); });
       if (!match) continue;
       if (name && event_name != *name) continue;
-      items.emplace_back(e.time, EventToJson(key, e, event_name, resource_version, options_.node_name));
+      items.emplace_back(e.time,
+                         EventToJson(key, e, event_name, resource_version, options_.node_name));
     }
   }
   std::stable_sort(items.begin(), items.end(),

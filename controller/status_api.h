@@ -73,7 +73,7 @@ class StatusApi final : public ApiHandler {
   // `clock` and `source` outlive the API.
   StatusApi(Options options, api::Clock& clock, VmSource& source);
   // Stop().
-  ~StatusApi();
+  ~StatusApi() override;
 
   StatusApi(const StatusApi&) = delete;
   StatusApi& operator=(const StatusApi&) = delete;
@@ -122,8 +122,8 @@ class StatusApi final : public ApiHandler {
   // with `resource_version`. Error: the
   // source's, when it cannot list its keys.
   api::StatusOr<std::vector<std::pair<WallTime, nlohmann::json>>> SelectEvents(
-      const std::string& ns, const std::optional<std::string>& name,
-      const FieldSelector& fields, const std::string& resource_version) const;
+      const std::string& ns, const std::optional<std::string>& name, const FieldSelector& fields,
+      const std::string& resource_version) const;
   // The namespaces that hold VMs (`name` set: that one).
   ApiReply ListNamespaces(const ApiRequest& request, const std::optional<std::string>& name);
 

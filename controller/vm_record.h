@@ -26,7 +26,7 @@ struct VmRecord {
   // Stopped or Failed once a VMM has exited, else none (on disk: the
   // phase's name, or "").
   std::optional<api::VmState::Phase> last_exit_phase;
-  std::string last_exit_reason;       // why, for Failed
+  std::string last_exit_reason;  // why, for Failed
   // The crash loop's next attempt: no restart before this (so a vmlet
   // restart does not cut a backoff short).
   std::optional<WallTime> restart_not_before;

@@ -22,7 +22,8 @@ void VmRuntime::RestoreFromRecord(const api::Clock& clock) {
     next_restart_at = since(*saved.restart_not_before);
   }
   if (saved.stop_requested && saved.stop_requested_at) {
-    stop_deadline = since(*saved.stop_requested_at) + std::chrono::seconds(saved.stop_grace_seconds);
+    stop_deadline =
+        since(*saved.stop_requested_at) + std::chrono::seconds(saved.stop_grace_seconds);
   }
   if (saved.last_exit_phase) {
     view = *saved.last_exit_phase == api::VmState::Phase::kFailed

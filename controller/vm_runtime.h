@@ -12,6 +12,17 @@
 
 namespace vmlet::controller {
 
+// A refused boot under way (VmRuntime::boot_wait). At namespace scope, not
+// nested: clang cannot default-construct a nested struct with member
+// initializers inside std::optional while the enclosing struct is incomplete.
+struct RefusedBootWait {
+  std::string reason;                    // DiskLocked, ImageNotReadable
+  std::string detail;                    // the driver's words
+  int attempts = 0;                      // boots refused so far
+  api::Clock::MonotonicTime retry_at{};  // the next boot, not before
+  std::string spec_hash;                 // the spec that was refused: a new one is tried at once
+};
+
 // What the reconciler keeps in memory about one VM between passes. Only the
 // worker that holds the key touches it.
 struct VmRuntime {
@@ -30,22 +41,17 @@ struct VmRuntime {
   std::string pending_failure;  // why vmlet is killing the VMM as a failure (readiness timeout)
   std::string stop_reason;      // why vmlet is stopping it
   std::optional<api::VmState::Phase> reported_phase;  // the last phase reported to hooks
-  bool ready_seen = false;      // this boot's Ready was recorded (event, boot duration)
-  bool forget = false;          // cleaned up: drop this runtime when the pass ends
-  std::optional<std::chrono::milliseconds> recheck_hint;  // the driver's, from this pass's observation
+  bool ready_seen = false;  // this boot's Ready was recorded (event, boot duration)
+  bool forget = false;      // cleaned up: drop this runtime when the pass ends
+  std::optional<std::chrono::milliseconds>
+      recheck_hint;  // the driver's, from this pass's observation
   api::Clock::MonotonicTime phase_since{};
   // The boot was refused for a reason another boot gets past once it is
   // cleared (drivers/boot_refusal.h): a disk image another process
   // holds locked (a move from another host under way), an image the VMM's
   // user cannot open. Kept until the VMM runs, or the VM is no longer meant
   // to.
-  struct BootWait {
-    std::string reason;     // DiskLocked, ImageNotReadable
-    std::string detail;     // the driver's words
-    int attempts = 0;       // boots refused so far
-    api::Clock::MonotonicTime retry_at{};  // the next boot, not before
-    std::string spec_hash;  // the spec that was refused: a new one is tried at once
-  };
+  using BootWait = RefusedBootWait;
   std::optional<BootWait> boot_wait;
   // The last boot failed with an error no retry can help (the driver's
   // InvalidArgument or FailedPrecondition: a spec it cannot honour). No boot

@@ -1,5 +1,7 @@
 #include "controller/work_queue.h"
 
+#include <iterator>
+#include <limits>
 #include <utility>
 
 namespace vmlet::controller {
@@ -114,9 +116,9 @@ size_t WorkQueue::Len() const {
   const MonotonicTime now = clock_.MonotonicNow();
   size_t len = ready_.size();
   // Due keys not yet promoted count as they will once promoted.
-  for (auto it = delayed_by_time_.begin(); it != delayed_by_time_.end(); ++it) {
-    if (it->first.first > now) break;
-    if (!processing_.contains(it->second)) ++len;
+  for (const auto& [due, key] : delayed_by_time_) {
+    if (due.first > now) break;
+    if (!processing_.contains(key)) ++len;
   }
   return len;
 }
@@ -124,12 +126,10 @@ size_t WorkQueue::Len() const {
 size_t WorkQueue::DelayedLen() const {
   std::lock_guard lock(mu_);
   const MonotonicTime now = clock_.MonotonicNow();
-  size_t len = 0;
-  for (auto it = delayed_by_time_.rbegin(); it != delayed_by_time_.rend(); ++it) {
-    if (it->first.first <= now) break;
-    ++len;
-  }
-  return len;
+  // Keys are ordered by due time: those after `now` are the delayed ones.
+  const auto first_not_due =
+      delayed_by_time_.upper_bound({now, std::numeric_limits<uint64_t>::max()});
+  return static_cast<size_t>(std::distance(first_not_due, delayed_by_time_.end()));
 }
 
 void WorkQueue::AddLocked(const api::VmKey& key, MonotonicTime since) {

@@ -158,6 +158,7 @@ class VmDriver {
   virtual const ProcFs& proc_fs() const = 0;
 
   // Where to report changes the driver notices by itself. Optional.
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): a sink; overrides keep it.
   virtual void SetChangeListener(ChangeListener /*listener*/) {}
 };
 

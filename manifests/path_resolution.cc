@@ -36,7 +36,7 @@ fs::path ResolvePath(const std::string& path) {
         for (const fs::path& t : target) {
           if (t != "/" && !t.empty()) parts.push_back(t.string());
         }
-        for (auto it = parts.rbegin(); it != parts.rend(); ++it) pending.push_back(*it);
+        pending.insert(pending.end(), parts.rbegin(), parts.rend());
         continue;
       }
     }

@@ -43,9 +43,9 @@ std::string ChErrorMessage(std::string_view body);
 api::Status ChResponseStatus(std::string_view endpoint, const ChHttpResponse& response);
 
 // The Cloud Hypervisor REST API (its OpenAPI spec; a copy is
-// tests/fakes/fake_cloud_hypervisor/cloud-hypervisor-openapi.yaml) on one VMM, as the driver uses it. Each call is one request through the
-// transport; the transport's errors (Unavailable, DeadlineExceeded, ...) are
-// returned as they are, and CH's answers map by ChResponseStatus().
+// tests/fakes/fake_cloud_hypervisor/cloud-hypervisor-openapi.yaml) on one VMM, as the driver uses
+// it. Each call is one request through the transport; the transport's errors (Unavailable,
+// DeadlineExceeded, ...) are returned as they are, and CH's answers map by ChResponseStatus().
 //
 // Thread-safety: that of the transport (none): one caller at a time.
 class ChApiClient {

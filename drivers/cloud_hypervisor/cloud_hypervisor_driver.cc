@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <csignal>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -157,7 +157,9 @@ api::StatusOr<std::optional<BootRefusal>> CloudHypervisorDriver::BringUp(
     // needs no execute bit, so it is made 0600, as vmlet's own files are.
     ::chmod(ChApiSocket(vm_dir).c_str(), 0600);
   }
-  if (api::Status s = vm.api->Create(ChVmConfig(spec, vm_dir, options_.vmm_user.has_value()), deadline); !s.ok()) {
+  if (api::Status s =
+          vm.api->Create(ChVmConfig(spec, vm_dir, options_.vmm_user.has_value()), deadline);
+      !s.ok()) {
     return s.WithContext(who);
   }
   if (api::Status s = vm.api->Boot(deadline); !s.ok()) {

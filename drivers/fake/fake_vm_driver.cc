@@ -287,7 +287,8 @@ api::StatusOr<BootResult> FakeVmDriver::Boot(const api::VmSpec& spec, const std:
   if (faults.disk_locked_boots > 0) {
     --faults.disk_locked_boots;
     vm.exit_reason = "disklocked";
-    if (api::Status s = Append(json{{"op", "exit"}, {"dir", vm_dir}, {"reason", "disklocked"}}.dump());
+    if (api::Status s =
+            Append(json{{"op", "exit"}, {"dir", vm_dir}, {"reason", "disklocked"}}.dump());
         !s.ok()) {
       return s;
     }

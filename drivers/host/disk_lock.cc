@@ -47,8 +47,8 @@ std::optional<std::string> FindDiskLockFailure(std::string_view vmm_output) {
                       lower.find(" lock") != std::string::npos;
     // Cloud Hypervisor's wording varies between versions; it names a disk
     // or an image. Landlock (its sandbox) is not a disk lock.
-    const bool names_disk = lower.find("disk") != std::string::npos ||
-                            lower.find("image") != std::string::npos;
+    const bool names_disk =
+        lower.find("disk") != std::string::npos || lower.find("image") != std::string::npos;
     const bool ch = names_disk && lower.find("landlock") == std::string::npos &&
                     (lower.find("already locked") != std::string::npos ||
                      lower.find("lock error") != std::string::npos ||
@@ -57,8 +57,8 @@ std::optional<std::string> FindDiskLockFailure(std::string_view vmm_output) {
     if (!qemu && !ch) continue;
     std::string detail(lines[i]);
     std::string image;
-    if (i + 1 < lines.size() && lines[i + 1].find("Is another process using the image") !=
-                                    std::string_view::npos) {
+    if (i + 1 < lines.size() &&
+        lines[i + 1].find("Is another process using the image") != std::string_view::npos) {
       image = ImageOf(lines[i + 1]);
     }
     if (!image.empty()) {

@@ -1,12 +1,12 @@
 #include "drivers/host/process_launcher.h"
 
 #include <fcntl.h>
-#include <csignal>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 
 extern char** environ;

@@ -1,10 +1,10 @@
 #include "drivers/host/virtiofsd_sidecars.h"
 
-#include <csignal>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,7 +18,6 @@ namespace {
 
 // Where virtiofsd (QEMU 7.2's) puts its pid files; root's.
 constexpr char kPidFileDir[] = "/var/run/virtiofsd";
-
 
 using nlohmann::json;
 
@@ -141,18 +140,12 @@ api::StatusOr<std::vector<std::string>> VirtiofsdSidecars::CommandLine(
     const api::SharedDir& dir, const std::string& vm_dir, const std::string& socket) const {
   if (!options_.run_as && dir.read_only) {
     return std::vector<std::string>{
-        options_.unshare_binary,
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        "/bin/sh",
-        "-c",
+        options_.unshare_binary, "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+        // One argument, two lines.
+        // NOLINTNEXTLINE(bugprone-suspicious-missing-comma)
         "mount --bind -o ro -- \"$1\" \"$1\" && exec \"$0\" --socket-path=\"$2\" "
         "-o source=\"$1\" -o sandbox=chroot -o cache=auto",
-        options_.virtiofsd_binary,
-        dir.host_path,
-        socket};
+        options_.virtiofsd_binary, dir.host_path, socket};
   }
   if (!options_.run_as) {
     return std::vector<std::string>{options_.virtiofsd_binary,
@@ -238,8 +231,8 @@ api::StatusOr<std::vector<Sidecar>> VirtiofsdSidecars::Start(
     // The VMM user's virtiofsd made its socket with the umask it inherited
     // (077: 0700); a socket needs no execute bit.
     if (options_.run_as && ::chmod(sidecar.socket.c_str(), 0600) != 0) {
-      return fail(api::Status::Internal("cannot chmod " + sidecar.socket + ": " +
-                                        std::strerror(errno)));
+      return fail(
+          api::Status::Internal("cannot chmod " + sidecar.socket + ": " + std::strerror(errno)));
     }
   }
   return started;

@@ -1,11 +1,11 @@
 #include "drivers/host/vmm_supervisor.h"
 
-#include <csignal>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <csignal>
 #include <filesystem>
 
 #include "drivers/host/disk_lock.h"

@@ -17,7 +17,8 @@ api::StatusOr<VmmCredentials> LookupVmmCredentials(const std::string& user) {
   }
   if (found == nullptr) return api::Status::NotFound("no user " + user + " on this host");
   if (pw.pw_uid == 0) {
-    return api::Status::InvalidArgument("user " + user + " is root (uid 0): VMMs must not run as root");
+    return api::Status::InvalidArgument("user " + user +
+                                        " is root (uid 0): VMMs must not run as root");
   }
   VmmCredentials creds{user, pw.pw_uid, pw.pw_gid, {}};
   int count = 64;

@@ -186,8 +186,8 @@ TEST_P(LeastPrivilegeQemuE2eTest, ASharedDirEscapingItsShareRootThroughASymlinkI
   WriteManifest(good, with_share(good, shares + "/data"));
   WriteManifest(bad, with_share(bad, shares + "/etc"));
   const std::string reason =
-      "spec.sharedDirs[0].hostPath: resolves to \"/etc\", outside every --share-root (" +
-      shares + ")";
+      "spec.sharedDirs[0].hostPath: resolves to \"/etc\", outside every --share-root (" + shares +
+      ")";
 
   const CommandResult validate = RunToExit(
       VMLET_BINARY, {"validate", "--share-root", shares, ManifestPath(good), ManifestPath(bad)},
@@ -201,8 +201,7 @@ TEST_P(LeastPrivilegeQemuE2eTest, ASharedDirEscapingItsShareRootThroughASymlinkI
   json status = Status(bad);
   ASSERT_TRUE(status.is_object());
   EXPECT_EQ(ConditionStatus(status, "ManifestValid"), "False") << status.dump();
-  EXPECT_NE(status.dump().find("outside every --share-root"), std::string::npos)
-      << status.dump();
+  EXPECT_NE(status.dump().find("outside every --share-root"), std::string::npos) << status.dump();
   EXPECT_TRUE(VmmPids(VmDir(bad)).empty());
   EXPECT_TRUE(VirtiofsdPids(VmDir(bad)).empty());
 }

@@ -421,7 +421,10 @@ TEST_F(PrometheusE2eTest, LiveVmsGiveEveryFamilyEveryDashboardQueryAndTheAlertRu
                   nullptr, false);
   ASSERT_TRUE(dashboard.is_object()) << "deploy/grafana/vmlet-dashboard.json does not parse";
   const std::map<std::string, std::set<std::string>> expected_values = {
-      {"job", {kJob}}, {"instance", {instance}}, {"node", {"e2e-node"}}, {"namespace", {"demo", "ops"}}};
+      {"job", {kJob}},
+      {"instance", {instance}},
+      {"node", {"e2e-node"}},
+      {"namespace", {"demo", "ops"}}};
   std::map<std::string, std::string> all_values;       // every variable at "All"
   std::map<std::string, std::string> selected_values;  // every value ticked
   std::set<std::string> unknown;

@@ -114,12 +114,13 @@ class CloudHypervisorBackend final : public VmmBackend {
       if (!ec) fs::copy_file(openapi_, openapi, fs::copy_options::overwrite_existing, ec);
       if (ec) return "cannot copy the stand-in: " + ec.message();
       for (const fs::path& p : {bin, bin / "real", fs::path(binary)}) {
-        fs::permissions(p, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                               fs::perms::others_read | fs::perms::others_exec,
+        fs::permissions(p,
+                        fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec,
                         ec);
       }
-      fs::permissions(openapi, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read,
-                      ec);
+      fs::permissions(openapi,
+                      fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read, ec);
       if (ec) return "cannot open the stand-in to others: " + ec.message();
       extra = " --fake-openapi '" + openapi + "'";
     }
@@ -132,10 +133,10 @@ class CloudHypervisorBackend final : public VmmBackend {
       if (!out) return "cannot write " + wrapper_;
     }
     fs::permissions(wrapper_,
-                    openapi_.empty() ? fs::perms::owner_all
-                                     : fs::perms::owner_all | fs::perms::group_read |
-                                           fs::perms::group_exec | fs::perms::others_read |
-                                           fs::perms::others_exec,
+                    openapi_.empty()
+                        ? fs::perms::owner_all
+                        : fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec,
                     fs::perm_options::replace, ec);
     if (ec) return "cannot make " + wrapper_ + " executable: " + ec.message();
     return "";
@@ -261,9 +262,7 @@ class AsUserBackend final : public VmmBackend {
     return images_ + "/" + fs::path(initramfs).filename().string();
   }
   std::string ReadyIp() const override { return inner_->ReadyIp(); }
-  std::vector<pid_t> VmmPids(const std::string& dir) const override {
-    return inner_->VmmPids(dir);
-  }
+  std::vector<pid_t> VmmPids(const std::string& dir) const override { return inner_->VmmPids(dir); }
   std::string RunState(const std::string& vm_dir) const override {
     return inner_->RunState(vm_dir);
   }

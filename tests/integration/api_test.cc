@@ -453,9 +453,10 @@ TEST_F(ApiTest, GetAndDescribePrintTheVmsAsKubectlDoes) {
   CommandResult wide = Vmlet({"get", "-A", "-o", "wide"});
   EXPECT_EQ(wide.exit_code, 0) << wide.output;
   EXPECT_TRUE(wide.output.starts_with("NAMESPACE   NAME    DESIRED   PHASE")) << wide.output;
-  EXPECT_NE(wide.output.find("   NODE" + std::string(std::max<size_t>(HostName().size(), 4) - 1, ' ') +
-                             "DRIVER\n"),
-            std::string::npos)
+  EXPECT_NE(
+      wide.output.find("   NODE" + std::string(std::max<size_t>(HostName().size(), 4) - 1, ' ') +
+                       "DRIVER\n"),
+      std::string::npos)
       << wide.output;
   EXPECT_NE(wide.output.find("\ndev         api-1   Running   Ready"), std::string::npos)
       << wide.output;

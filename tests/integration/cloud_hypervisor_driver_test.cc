@@ -681,8 +681,8 @@ TEST(ChVmConfigSchemaTest, EveryMappedFieldIsValidAgainstChsOpenApiSpec) {
   spec.shared_dirs = {{"/srv/web", "web", true}};
   spec.vsock = true;
   spec.memory_mb = 65536;
-  for (const auto& [s, landlock] : {std::pair{MinimalSpec(), false}, std::pair{spec, false},
-                                     std::pair{spec, true}}) {
+  for (const auto& [s, landlock] :
+       {std::pair{MinimalSpec(), false}, std::pair{spec, false}, std::pair{spec, true}}) {
     const testing::fake_ch::OpenApiValidator::Result result = validator->ValidateRequestBody(
         "/vm.create", "put", ChVmConfig(s, "/s/vms/ns/vm-1", landlock));
     EXPECT_TRUE(result.ok()) << ::testing::PrintToString(result.violations);

@@ -79,10 +79,10 @@ TEST_F(ImageAccessTest, AnotherUserIsCheckedWithItsOwnIds) {
 
   // A kernel only root can read.
   ASSERT_EQ(::chmod(kernel_.c_str(), 0600), 0);
-  EXPECT_EQ(CheckImagesReadable(Spec(), nobody),
-            (BootRefusal{BootRefusal::Reason::kImageNotReadable,
-                         "spec.kernel " + kernel_ +
-                             ": user nobody cannot read it (Permission denied)"}));
+  EXPECT_EQ(
+      CheckImagesReadable(Spec(), nobody),
+      (BootRefusal{BootRefusal::Reason::kImageNotReadable,
+                   "spec.kernel " + kernel_ + ": user nobody cannot read it (Permission denied)"}));
   // A directory on the way it cannot enter.
   ASSERT_EQ(::chmod(kernel_.c_str(), 0644), 0);
   ASSERT_EQ(::chmod(dir_.c_str(), 0700), 0);

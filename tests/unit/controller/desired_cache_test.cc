@@ -36,8 +36,12 @@ manifests::SourceUpdate Update(const std::vector<api::VmSpec>& specs,
 
 manifests::ManifestError Error(const api::VmKey& key,
                                std::optional<std::string> node = std::nullopt) {
-  return {{"/m/a.yaml", 3, 5}, "spec.cpus", "must be at least 1",
-          manifests::ErrorKind::kInvalidValue, key, std::move(node)};
+  return {{"/m/a.yaml", 3, 5},
+          "spec.cpus",
+          "must be at least 1",
+          manifests::ErrorKind::kInvalidValue,
+          key,
+          std::move(node)};
 }
 
 TEST(DesiredCacheTest, NothingIsSyncedBeforeTheFirstGoodScan) {
@@ -64,7 +68,8 @@ TEST(DesiredCacheTest, OnlyVmsPlacedOnThisNodeOrNowhereAreDesiredHere) {
   EXPECT_NE(cache.Get({"prod", "anywhere"}).vm, nullptr);
   EXPECT_NE(cache.Get({"prod", "here"}).vm, nullptr);
   EXPECT_EQ(cache.Get({"prod", "there"}).vm, nullptr);
-  EXPECT_THAT(cache.Keys(), ElementsAre(api::VmKey{"prod", "anywhere"}, api::VmKey{"prod", "here"}));
+  EXPECT_THAT(cache.Keys(),
+              ElementsAre(api::VmKey{"prod", "anywhere"}, api::VmKey{"prod", "here"}));
 }
 
 TEST(DesiredCacheTest, AFailedScanKeepsTheLastSnapshot) {

@@ -19,6 +19,7 @@
 #include "manifests/directory_source.h"
 #include "manifests/spec_json.h"
 #include "tests/fakes/fake_clock.h"
+#include "tests/support/temp_dir.h"
 
 namespace vmlet::controller {
 namespace {
@@ -63,7 +64,7 @@ class FixedDelayRateLimiter final : public RateLimiter {
  public:
   struct State {
     std::mutex mu;
-    std::vector<api::VmKey> failures;  // guarded by mu
+    std::vector<api::VmKey> failures;    // guarded by mu
     std::map<api::VmKey, int> requeues;  // guarded by mu
   };
 
@@ -97,9 +98,6 @@ constexpr std::chrono::nanoseconds kResync = 60s;
 class ManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/vmlet-manager-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
     store_ = std::make_unique<StateStore>(dir_ + "/state", clock_);
     fake_ = std::make_unique<drivers::FakeVmDriver>(
         clock_, drivers::FakeVmDriver::Options{dir_ + "/fake.jsonl", "boot-1", 0ms, 0ms});
@@ -136,7 +134,6 @@ class ManagerTest : public ::testing::Test {
     manager_.reset();
     identity_.reset();
     fake_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   static api::VmSpec Spec(const std::string& name) {
@@ -153,8 +150,8 @@ class ManagerTest : public ::testing::Test {
     auto snapshot = std::make_shared<manifests::Snapshot>();
     manifests::SourceUpdate update;
     for (const api::VmSpec& spec : specs) {
-      snapshot->vms[spec.key()] = std::make_shared<const manifests::DesiredVm>(
-          manifests::DesiredVm{spec, manifests::BootHash(spec), {"/m/" + spec.name + ".yaml", 1, 1}});
+      snapshot->vms[spec.key()] = std::make_shared<const manifests::DesiredVm>(manifests::DesiredVm{
+          spec, manifests::BootHash(spec), {"/m/" + spec.name + ".yaml", 1, 1}});
       update.diff.added.push_back(spec.key());
     }
     update.snapshot = snapshot;
@@ -187,7 +184,8 @@ class ManagerTest : public ::testing::Test {
   }
 
   vmlet::testing::FakeClock clock_;
-  std::string dir_;
+  const vmlet::testing::TempDir tmp_{"manager"};
+  const std::string dir_ = tmp_.path();
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<drivers::FakeVmDriver> fake_;
   std::unique_ptr<drivers::VmmIdentity> identity_;
@@ -200,7 +198,7 @@ class ManagerTest : public ::testing::Test {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::pair<api::VmKey, api::Status>> passes_;  // guarded by mu_
-  int resyncs_ = 0;                                          // guarded by mu_
+  int resyncs_ = 0;                                         // guarded by mu_
 };
 
 TEST_F(ManagerTest, StartStartsTheWatcherAndStopStopsIt) {

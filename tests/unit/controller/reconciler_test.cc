@@ -1496,7 +1496,7 @@ TEST_F(ReconcilerTest, RestartedVmletKillsAtTheEndOfTheOriginalGracePeriod) {
 // Input: a VM crashed (n = 1: its restart waits 10 s); 4 s later vmlet
 // restarts (upgrade, or vmlet itself crash-looping under systemd).
 // Actual: the first pass of the new vmlet boots the VM at once (requeue 0,
-// BootCount 2): next_restart_at lives only in memory and LoadOnce does not
+// BootCount 2): next_restart_at lives only in memory and Load does not
 // rebuild it (the record keeps consecutive_failures but not when the VMM
 // exited), although it rebuilds the readiness, grace and crash-loop-reset
 // clocks. Every crash-looping VM on the node restarts at the same moment.
@@ -1565,7 +1565,7 @@ TEST_F(ReconcilerTest, CorruptRecordOfARunningVmIsQuarantinedAndItsVmmAdopted) {
 // record.json is found corrupt; vmlet adopts its VMM (Rediscover) and then
 // sees the guest become ready.
 // Actual: Rediscover writes record.ready_at = now (T0) whatever the VMM's
-// state, so LoadOnce sets ready_since, and when the guest does become ready
+// state, so Load sets ready_since, and when the guest does become ready
 // Step skips the ready branch: no Ready event, record.ready_at stays T0 (when
 // the guest was not ready), and the crash-loop reset counts from adoption.
 // Expected: ready_at only once the adopted VMM is seen Ready: a Ready event
@@ -1894,8 +1894,8 @@ TEST_F(ReconcilerTest, DiskLockedBackoffIsCappedAt30Seconds) {
     waits.push_back(r);
     if (r.after) clock_.Advance(*r.after);
   }
-  EXPECT_THAT(waits, ElementsAre(After(1s), After(2s), After(4s), After(8s), After(16s),
-                                 After(30s), After(30s), After(30s)));
+  EXPECT_THAT(waits, ElementsAre(After(1s), After(2s), After(4s), After(8s), After(16s), After(30s),
+                                 After(30s), After(30s)));
 }
 
 TEST_F(ReconcilerTest, WaitingForALockedDiskEndsAtOnceWhenTheSpecChangesOrTheVmIsStopped) {

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-
 namespace vmlet::controller {
 namespace {
 
@@ -75,7 +74,6 @@ Event MakeEvent(WallTime time, std::string reason, std::string message = "") {
   return Event{
       .time = time, .type = "Normal", .reason = std::move(reason), .message = std::move(message)};
 }
-
 
 // record.json.
 

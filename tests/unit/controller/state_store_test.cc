@@ -239,8 +239,7 @@ TEST_F(StateStoreTest, SaveRecordReplacesThePreviousRecord) {
 TEST_F(StateStoreTest, AtomicOnlyRecordWriteReplacesTheRecordLikeADurableOne) {
   auto store = NewStore();
   ASSERT_TRUE(store->SaveRecord(kWeb, FullRecord()).ok());
-  ASSERT_TRUE(
-      store->SaveRecord(kWeb, MinimalRecord(), StateStore::Durability::kAtomic).ok());
+  ASSERT_TRUE(store->SaveRecord(kWeb, MinimalRecord(), StateStore::Durability::kAtomic).ok());
 
   api::StatusOr<StateStore::LoadedRecord> loaded = store->LoadRecord(kWeb);
   ASSERT_TRUE(loaded.ok()) << loaded.status();

@@ -549,6 +549,5 @@ TEST_F(StatusApiTest, AMalformedResourceVersionIsABadRequest) {
       "BadRequest");
 }
 
-
 }  // namespace
 }  // namespace vmlet::controller

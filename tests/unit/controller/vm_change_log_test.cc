@@ -13,7 +13,6 @@ namespace {
 
 using std::chrono::seconds;
 
-
 std::shared_ptr<const manifests::DesiredVm> Desired(
     const api::VmKey& key, std::map<std::string, std::string> labels = {},
     api::DesiredState state = api::DesiredState::kRunning) {

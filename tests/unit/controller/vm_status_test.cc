@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-
 namespace vmlet::controller {
 namespace {
 

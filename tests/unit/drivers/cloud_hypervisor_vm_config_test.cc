@@ -80,8 +80,8 @@ TEST(ChVmConfigTest, SharedDirsBecomeVirtioFsDevicesOnSharedMemory) {
 TEST(ChVmConfigTest, LandlockAllowsTheVmDirBesidesTheConfigsOwnFiles) {
   const json config = ChVmConfig(MinimalSpec(), kVmDir, /*landlock=*/true);
   EXPECT_EQ(config["landlock_enable"], true);
-  EXPECT_EQ(config["landlock_rules"], json::parse(R"([{"path": ")" + std::string(kVmDir) +
-                                                  R"(", "access": "rw"}])"));
+  EXPECT_EQ(config["landlock_rules"],
+            json::parse(R"([{"path": ")" + std::string(kVmDir) + R"(", "access": "rw"}])"));
   EXPECT_FALSE(ChVmConfig(MinimalSpec(), kVmDir).contains("landlock_enable"));
 }
 

@@ -13,8 +13,8 @@ constexpr char kQemuLockRefusal[] =
     "Is another process using the image [/tmp/lk.img]?\n";
 
 TEST(DiskLockTest, QemusWriteLockRefusalNamesTheImage) {
-  const std::string log = std::string("qemu-system-x86_64: warning: something else\n") +
-                          kQemuLockRefusal;
+  const std::string log =
+      std::string("qemu-system-x86_64: warning: something else\n") + kQemuLockRefusal;
   std::optional<std::string> found = FindDiskLockFailure(log);
   ASSERT_TRUE(found.has_value());
   EXPECT_EQ(*found,
@@ -45,8 +45,8 @@ TEST(DiskLockTest, OtherFailuresAreNotDiskLocks) {
                                    "'/srv/a.img': No such file or directory")
                    .has_value());
   // Cloud Hypervisor's sandbox, not a disk.
-  EXPECT_FALSE(FindDiskLockFailure("Landlock error: failed to lock down the disk image path")
-                   .has_value());
+  EXPECT_FALSE(
+      FindDiskLockFailure("Landlock error: failed to lock down the disk image path").has_value());
   // A lock that is not about a disk.
   EXPECT_FALSE(FindDiskLockFailure("Error: the API socket is already locked").has_value());
 }

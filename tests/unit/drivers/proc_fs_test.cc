@@ -1,5 +1,3 @@
-#include "drivers/host/linux_proc_fs.h"
-
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -10,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "drivers/host/linux_proc_fs.h"
 #include "tests/support/files.h"
 #include "tests/support/temp_dir.h"
 

@@ -403,8 +403,8 @@ TEST_F(QmpClientTest, ExecuteWithoutReplyFailsWithDeadlineExceededAtTheDeadline)
 TEST_F(QmpClientTest, ConnectWithoutGreetingFailsWithDeadlineExceeded) {
   server_.Start(socket_path_, [](FakeQmpPeer& peer) { EXPECT_TRUE(peer.WaitForClose()); });
 
-  api::StatusOr<QmpClientPtr> client =
-      QmpClient::Connect(socket_path_, clock_, steady_clock::now() + std::chrono::milliseconds(200));
+  api::StatusOr<QmpClientPtr> client = QmpClient::Connect(
+      socket_path_, clock_, steady_clock::now() + std::chrono::milliseconds(200));
   ASSERT_FALSE(client.ok());
   EXPECT_EQ(client.status().code(), api::Status::Code::kDeadlineExceeded) << client.status();
 }

@@ -79,7 +79,7 @@ class DirectorySourceTest : public ::testing::Test {
 
   const testing::TempDir temp_dir_{"directory-source"};
   const std::string dir_ = temp_dir_.path();  // the test's temporary directory
-  std::string root_;  // the manifest directory, inside dir_
+  std::string root_;                          // the manifest directory, inside dir_
 };
 
 TEST_F(DirectorySourceTest, FirstScanAddsEveryVmWithItsHashAndSource) {

@@ -133,7 +133,7 @@ class DirectoryWatcherTest : public ::testing::Test {
 
   const testing::TempDir temp_dir_{"directory-watcher"};
   const std::string dir_ = temp_dir_.path();  // the test's temporary directory
-  std::string root_;  // the manifest directory, inside dir_
+  std::string root_;                          // the manifest directory, inside dir_
   std::unique_ptr<ManifestDirectory> source_;
   std::unique_ptr<DirectoryWatcher> watcher_;
 

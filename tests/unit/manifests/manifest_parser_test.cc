@@ -842,9 +842,9 @@ TEST(ManifestParserTest, InvalidMiddleDocumentKeepsTheOthersAndCarriesItsKey) {
 }
 
 TEST(ManifestParserTest, ErrorsCarryTheNodeTheirDocumentPlacesTheVmOn) {
-  ParseResult result = Parse(Vm("web-1", "  cpus: 0\n  nodeName: host-b\n") + "---\n" +
-                             Vm("web-2", "  cpus: 0\n") + "---\n" +
-                             Vm("web-3", "  nodeName: host_b\n"));
+  ParseResult result =
+      Parse(Vm("web-1", "  cpus: 0\n  nodeName: host-b\n") + "---\n" + Vm("web-2", "  cpus: 0\n") +
+            "---\n" + Vm("web-3", "  nodeName: host_b\n"));
 
   ASSERT_THAT(result.errors, SizeIs(3)) << Describe(result.errors);
   EXPECT_EQ(result.errors[0].node_name, "host-b");
@@ -1185,9 +1185,9 @@ TEST_F(ManifestParserImageRootTest, SharedDirInsideAShareRootIsAccepted) {
   std::filesystem::create_directories(dir_ + "/shares/data");
   ParseOptions options;
   options.share_roots = {dir_ + "/other", dir_ + "/shares"};
-  ParseResult result = Parse(Manifest("  sharedDirs:\n  - hostPath: " + dir_ +
-                                      "/shares/data\n    tag: data\n"),
-                             "web.yaml", options);
+  ParseResult result =
+      Parse(Manifest("  sharedDirs:\n  - hostPath: " + dir_ + "/shares/data\n    tag: data\n"),
+            "web.yaml", options);
   EXPECT_THAT(result.errors, IsEmpty()) << Describe(result.errors);
 }
 
@@ -1216,10 +1216,10 @@ TEST_F(ManifestParserImageRootTest, ShareRootsDoNotApplyToImagesNorImageRootsToS
   ParseOptions options;
   options.share_roots = {dir_ + "/shares"};
   options.image_roots = {images_};
-  ParseResult result = Parse(SpecWithoutKernel("  kernel: " + images_ + "/vmlinuz\n" +
-                                               "  sharedDirs:\n  - hostPath: " + images_ +
-                                               "\n    tag: data\n"),
-                             "web.yaml", options);
+  ParseResult result =
+      Parse(SpecWithoutKernel("  kernel: " + images_ + "/vmlinuz\n" +
+                              "  sharedDirs:\n  - hostPath: " + images_ + "\n    tag: data\n"),
+            "web.yaml", options);
   ASSERT_THAT(result.errors, SizeIs(1)) << Describe(result.errors);
   EXPECT_EQ(result.errors[0].field, "spec.sharedDirs[0].hostPath");
 }

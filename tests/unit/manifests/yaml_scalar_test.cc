@@ -55,7 +55,8 @@ TEST(YamlScalarTest, QuotedScalarsAreStringsAndPlainOnesAreTypedByTheirText) {
 }
 
 TEST(YamlScalarTest, StandardTagsMustFitTheirText) {
-  YAML::Node doc = YAML::Load("{a: !!str 2, b: !!int 2, c: !!int abc, d: !!bool yes, e: !!float 2}");
+  YAML::Node doc =
+      YAML::Load("{a: !!str 2, b: !!int 2, c: !!int abc, d: !!bool yes, e: !!float 2}");
   EXPECT_EQ(TypeOf(doc["a"]), ValueType::kString);
   EXPECT_EQ(TypeOf(doc["b"]), ValueType::kInt);
   EXPECT_EQ(TypeOf(doc["c"]), ValueType::kMismatched);
