@@ -7,8 +7,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/unit/controller/state_samples.h"
+
 namespace vmlet::controller {
 namespace {
+
+using namespace ::vmlet::controller::state_samples;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -17,63 +21,6 @@ using ::testing::StartsWith;
 using namespace std::chrono_literals;
 using namespace std::string_literals;
 using nlohmann::json;
-
-// 2026-11-28T00:00:00Z, where FakeClock's wall time starts.
-const WallTime kT0 = WallTime(std::chrono::seconds(1795824000));
-
-drivers::VmmHandle SampleVmm() {
-  drivers::VmmHandle vmm;
-  vmm.driver = "qemu";
-  vmm.process = {.pid = 4242, .start_time_ticks = 123456789};
-  vmm.boot_id = "0b5c7e8a-6f0d-4d38-9f1e-2a3b4c5d6e7f";
-  vmm.vm_dir = "/var/lib/vmlet/vms/default/web";
-  vmm.socket_path = "/var/lib/vmlet/vms/default/web/qmp.sock";
-  return vmm;
-}
-
-VmRecord FullRecord() {
-  VmRecord r;
-  r.driver = "qemu";
-  r.vmm = SampleVmm();
-  r.spec_hash = "3f2a9c1d00b1e2f4";
-  r.boot_requested_at = kT0 + 1500ms;
-  r.ready_at = kT0 + 12250ms;
-  r.stop_requested = true;
-  r.stop_requested_at = kT0 + 60s;
-  r.stop_grace_seconds = 45;
-  r.restart_count = 2;
-  r.consecutive_failures = 1;
-  r.last_exit_phase = api::VmState::Phase::kFailed;
-  r.last_exit_reason = "VMM exited with status 1";
-  return r;
-}
-
-VmRecord MinimalRecord() {
-  VmRecord r;
-  r.driver = "fake";
-  r.spec_hash = "abc";
-  return r;
-}
-
-VmStatus FullStatus() {
-  VmStatus s;
-  s.phase = "Ready";
-  s.ip = "10.0.0.7";
-  s.reason = "";
-  s.desired_state = "Running";
-  s.observed_generation = "3f2a9c1d00b1e2f4";
-  s.conditions.push_back({"Ready", "True", "GuestReady", "guest answered", kT0 + 12250ms});
-  s.conditions.push_back({"ManifestValid", "True", "Valid", "", kT0});
-  s.restart_count = 2;
-  s.last_boot_duration_seconds = 10.75;
-  s.vmm = VmStatus::Vmm{.driver = "qemu", .pid = 4242, .start_time_ticks = 123456789};
-  return s;
-}
-
-Event MakeEvent(WallTime time, std::string reason, std::string message = "") {
-  return Event{
-      .time = time, .type = "Normal", .reason = std::move(reason), .message = std::move(message)};
-}
 
 // record.json.
 
