@@ -4,10 +4,13 @@
 // state_store_test.cc).
 
 #include <chrono>
+#include <map>
+#include <memory>
 #include <string>
 #include <utility>
 
 #include "controller/state_store.h"
+#include "manifests/directory_source.h"
 
 namespace vmlet::controller::state_samples {
 
@@ -68,6 +71,35 @@ inline VmStatus FullStatus() {
 inline Event MakeEvent(WallTime time, std::string reason, std::string message = "") {
   return Event{
       .time = time, .type = "Normal", .reason = std::move(reason), .message = std::move(message)};
+}
+
+// A desired VM of the fake driver, as the read API shows it.
+inline std::shared_ptr<const manifests::DesiredVm> Desired(
+    const api::VmKey& key, std::map<std::string, std::string> labels = {},
+    api::DesiredState state = api::DesiredState::kRunning) {
+  auto vm = std::make_shared<manifests::DesiredVm>();
+  vm->spec.name = key.name;
+  vm->spec.ns = key.ns;
+  vm->spec.labels = std::move(labels);
+  vm->spec.desired_state = state;
+  vm->spec.driver = "fake";
+  vm->spec.kernel = "/images/vmlinuz";
+  vm->spec.cpus = 2;
+  vm->spec.memory_mb = 256;
+  vm->spec_hash = "0123456789abcdef";
+  return vm;
+}
+
+// A status in `phase`, as the read API shows it.
+inline VmStatus Status(const std::string& phase, const std::string& ip = "",
+                       const std::string& desired = "Running") {
+  VmStatus s;
+  s.phase = phase;
+  s.ip = ip;
+  s.desired_state = desired;
+  s.observed_generation = "0123456789abcdef";
+  s.restart_count = 1;
+  return s;
 }
 
 }  // namespace vmlet::controller::state_samples

@@ -12,9 +12,12 @@
 
 #include "manifests/spec_json.h"
 #include "tests/fakes/fake_clock.h"
+#include "tests/unit/controller/state_samples.h"
 
 namespace vmlet::controller {
 namespace {
+
+using namespace ::vmlet::controller::state_samples;
 
 using nlohmann::json;
 using std::chrono::hours;
@@ -57,33 +60,6 @@ class FakeVmSource final : public VmSource {
   std::map<api::VmKey, WallTime> created;
   bool synced = true;
 };
-
-std::shared_ptr<const manifests::DesiredVm> Desired(
-    const api::VmKey& key, std::map<std::string, std::string> labels = {},
-    api::DesiredState state = api::DesiredState::kRunning) {
-  auto vm = std::make_shared<manifests::DesiredVm>();
-  vm->spec.name = key.name;
-  vm->spec.ns = key.ns;
-  vm->spec.labels = std::move(labels);
-  vm->spec.desired_state = state;
-  vm->spec.driver = "fake";
-  vm->spec.kernel = "/images/vmlinuz";
-  vm->spec.cpus = 2;
-  vm->spec.memory_mb = 256;
-  vm->spec_hash = "0123456789abcdef";
-  return vm;
-}
-
-VmStatus Status(const std::string& phase, const std::string& ip = "",
-                const std::string& desired = "Running") {
-  VmStatus s;
-  s.phase = phase;
-  s.ip = ip;
-  s.desired_state = desired;
-  s.observed_generation = "0123456789abcdef";
-  s.restart_count = 1;
-  return s;
-}
 
 ApiRequest Request(const std::string& target, const std::string& accept = "",
                    const std::string& method = "GET") {
