@@ -14,12 +14,8 @@ namespace {
 
 using namespace ::vmlet::controller::state_samples;
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
 using ::testing::StartsWith;
 using namespace std::chrono_literals;
-using namespace std::string_literals;
 using nlohmann::json;
 
 // record.json.

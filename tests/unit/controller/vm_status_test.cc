@@ -4,22 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <nlohmann/json.hpp>
 #include <string>
+
+#include "tests/unit/controller/state_samples.h"
 
 namespace vmlet::controller {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::IsEmpty;
-using ::testing::StartsWith;
 using namespace std::chrono_literals;
-using namespace std::string_literals;
-using nlohmann::json;
 
-// 2026-11-28T00:00:00Z, where FakeClock's wall time starts.
-const WallTime kT0 = WallTime(std::chrono::seconds(1795824000));
+using state_samples::kT0;  // 2026-11-28T00:00:00Z
 
 // Conditions.
 
