@@ -2,7 +2,7 @@
 
 #include <curl/curl.h>
 
-#include <cctype>
+#include "controller/api_query.h"
 
 namespace vmlet::testing {
 
@@ -57,20 +57,7 @@ HttpReply HttpGet(const std::string& url, const std::string& unix_socket) {
   return Http({.url = url, .unix_socket = unix_socket});
 }
 
-std::string UrlEncode(const std::string& text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += c;
-    } else {
-      out += '%';
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    }
-  }
-  return out;
-}
+// The read API's own encoder: the tests send what kubectl and `vmlet get` send.
+std::string UrlEncode(const std::string& text) { return controller::EncodeQueryValue(text); }
 
 }  // namespace vmlet::testing
